@@ -4,6 +4,7 @@ import math
 import numpy as np
 import torch
 
+MIN_SIDE = 4
 ACCEPTED = "(B, C, H, W), (B, H, W, C), (C, H, W), (H, W, C) or (H, W), with C in {1, 3, 4}"
 
 
@@ -43,9 +44,9 @@ def to_grid_layout(images):
                              f"It accepts {ACCEPTED}.")
     else:
         raise ValueError(f"show_images got a {x.ndim}-D array of shape {tuple(x.shape)}; it accepts {ACCEPTED}.")
-    if min(x.shape[1:3]) < 2:
-        raise ValueError(f"show_images got shape {tuple(_to_numpy(images).shape)}, which has no image in it "
-                         f"(height or width below 2). It accepts {ACCEPTED}.")
+    if min(x.shape[1:3]) < MIN_SIDE:
+        raise ValueError(f"show_images got shape {tuple(_to_numpy(images).shape)}, which holds no image of at least "
+                         f"{MIN_SIDE}x{MIN_SIDE} pixels. It accepts {ACCEPTED}.")
     if x.shape[-1] == 4:
         x = x[..., :3]
     if not np.isfinite(x).all():

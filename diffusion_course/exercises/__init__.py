@@ -91,12 +91,16 @@ def check(name, fn, reference, cases, atol=1e-5, rtol=1e-4):
             return Result(False, f"✋ {name}: not written yet (it raises NotImplementedError). "
                                  "Fill in the function above, run its cell, then this one.")
         except Exception as e:  # the learner's bug: say where, without a traceback
-            return Result(False, f"❌ {name}: raised {type(e).__name__}: {e} on input {describe(args)}")
+            return Result(False, f"❌ {name}: raised {type(e).__name__}: {e} on input {describe(_one(args))}")
         diff = compare(got, want, atol, rtol)
         if diff:
-            return Result(False, f"❌ {name}: on input {describe(args)} it {diff}.")
+            return Result(False, f"❌ {name}: on input {describe(_one(args))}, {diff}.")
         n += 1
     return Result(True, f"✅ {name}: matches the reference on {n} random inputs.")
+
+
+def _one(args):
+    return args[0] if len(args) == 1 else args
 
 
 def _clone(args):

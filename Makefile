@@ -1,0 +1,49 @@
+# Two commands on a fresh machine (Python 3.9+, no GPU needed):
+#   make book   set up .venv and build the book into _build/html
+#   make test   set up .venv and run every test: unit tests, nbval on every notebook,
+#               and the book build with warnings as errors
+# Both are idempotent: the environment is rebuilt only when requirements change.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# Offline data for tests and default runs, where a checkout has it beside it (CI does).
+ifneq ($(wildcard ../shared/data),)
+export DIFFUSION_COURSE_DATA ?= $(abspath ../shared/data)
+endif
+
+# The environment the notebooks were executed in: CPU, quick budget, no progress bars.
+NB_ENV := DIFFUSION_COURSE_PROGRESS=0 DIFFUSION_COURSE_DEVICE=cpu DIFFUSION_COURSE_BUDGET=quick PYTHONHASHSEED=0
+
+.PHONY: book test unit notebooks build-strict clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+	@echo "The book is in _build/html (open _build/html/index.html)"
+
+test: $(STAMP)
+	$(NB_ENV) $(PY) -m pytest tests book --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	$(MAKE) --no-print-directory build-strict
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -p no:cacheprovider
+
+notebooks: $(STAMP)
+	$(PY) tools/execute_notebooks.py book/*.ipynb
+
+build-strict: $(STAMP)
+	rm -rf _build/.doctrees
+	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+
+clean:
+	rm -rf _build $(VENV)
