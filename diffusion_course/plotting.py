@@ -18,6 +18,11 @@ def _to_numpy(images):
     raise TypeError(f"show_images expects a torch tensor, NumPy array or list of images, got {type(images).__name__}")
 
 
+def _channels_first(first, last):
+    """Is the axis of size `first` the channels? Ties (a 4x4 RGB image) go to the smaller axis."""
+    return first in (1, 3, 4) and (last not in (1, 3, 4) or first <= last)
+
+
 def to_grid_layout(images):
     """Return a float array of shape (B, H, W, C) with C in {1, 3}, values in [0, 1].
 
@@ -30,14 +35,14 @@ def to_grid_layout(images):
     if x.ndim == 2:                                   # (H, W)
         x = x[None, :, :, None]
     elif x.ndim == 3:
-        if x.shape[0] in (1, 3, 4) and x.shape[-1] not in (1, 3, 4):
+        if _channels_first(x.shape[0], x.shape[-1]):
             x = x.transpose(1, 2, 0)[None]            # (C, H, W) -> (1, H, W, C)
         elif x.shape[-1] in (1, 3, 4):
             x = x[None]                               # (H, W, C)
         else:
             x = x[..., None]                          # (B, H, W) grayscale batch
     elif x.ndim == 4:
-        if x.shape[1] in (1, 3, 4) and x.shape[-1] not in (1, 3, 4):
+        if _channels_first(x.shape[1], x.shape[-1]):
             x = x.transpose(0, 2, 3, 1)               # (B, C, H, W) -> (B, H, W, C)
         elif x.shape[-1] not in (1, 3, 4):
             raise ValueError(f"show_images got shape {tuple(x.shape)}: no channel axis of size 1, 3 or 4. "
