@@ -3,8 +3,9 @@
     one_hot(ids, V)                  a word as a vector of V zeros with a single 1: no meaning, no sharing
     cosine_similarity(a, b)          the cosine of the angle between vectors: 1 same way, 0 unrelated
     nearest(query, table, k)         the k rows of a table that point most the same way as the query
-    train_word_vectors(docs, V)      a tiny skip-gram model (word2vec) trained on captions
     pca_2d(x)                        the flat 2-D view that keeps the most spread, for plotting
+    caption_docs(n_scenes)           shapes-world captions, several per scene, as word ids
+    train_word_vectors(docs, V)      a tiny skip-gram model (word2vec, `SkipGram`) trained on them
 
 An *embedding table* is a lookup table: row i is the vector of word i. Looking a word up
 is the same as multiplying its one-hot vector by the table, one_hot(i) @ E == E[i]. The
@@ -174,6 +175,28 @@ def context_pairs(docs, window=None):
     return torch.cat(pairs)
 
 
+def caption_docs(n_scenes=500, per_scene=3, seed=0, tokenizer=None, p_two=0.5):
+    """Training text for word vectors: `per_scene` differently worded captions of each of
+    `n_scenes` random shapes-world scenes (like the five captions per photo of a captioning data set).
+
+    Returns (docs, texts): docs[i] is a (L,) long tensor, the word ids of all the captions of
+    scene i one after the other (from `tokenizer`, default text.Tokenizer()); texts[i] is the
+    list of those captions. per_scene=1 gives one caption per doc.
+    """
+    from . import shapes
+    from .text import Tokenizer
+    for name, value in (("n_scenes", n_scenes), ("per_scene", per_scene)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    tokenizer = Tokenizer() if tokenizer is None else tokenizer
+    gen = torch.Generator().manual_seed(seed)
+    attrs = shapes.sample_attributes(n_scenes, p_two=p_two, generator=gen)
+    texts = list(zip(*[shapes.captions(attrs, generator=gen) for _ in range(per_scene)]))  # n_scenes x per_scene
+    ids, mask = tokenizer([t for scene in texts for t in scene])         # (n_scenes * per_scene, L) each
+    ids, mask = ids.view(n_scenes, -1), mask.view(n_scenes, -1)          # (n_scenes, per_scene * L)
+    return [row[keep] for row, keep in zip(ids, mask)], [list(t) for t in texts]
+
+
 def skipgram_loss(model, center, context, negatives):
     """The negative-sampling loss: -log sigmoid(score of a real pair) - sum log sigmoid(-score of a fake one).
 
@@ -181,7 +204,9 @@ def skipgram_loss(model, center, context, negatives):
     """
     pos = model(center, context)                                          # (B,)
     neg = model(center[:, None], negatives)                               # (B, K)
-    return -(F.logsigmoid(pos) + F.logsigmoid(-neg).sum(-1)).mean()
+    # -log sigmoid(s) = softplus(-s), written this way because it is numerically stable (and
+    # F.logsigmoid is oddly slow on small CPU tensors with several threads)
+    return (F.softplus(-pos) + F.softplus(neg).sum(-1)).mean()
 
 
 def train_word_vectors(docs, vocab_size, dim=16, window=None, negatives=5, steps=1500, batch_size=256,
@@ -199,8 +224,9 @@ def train_word_vectors(docs, vocab_size, dim=16, window=None, negatives=5, steps
         raise ValueError(f"negatives must be a positive integer (fake contexts per real pair), got {negatives!r}")
     device = get_device(device) if not isinstance(device, torch.device) else device
     pairs = context_pairs(docs, window)                                   # (P, 2)
-    if pairs.max() >= vocab_size or pairs.min() < 0:
-        raise ValueError(f"docs hold word id {pairs.max().item()}, outside 0..{vocab_size - 1}; "
+    bad = pairs[(pairs < 0) | (pairs >= vocab_size)]
+    if bad.numel():
+        raise ValueError(f"docs hold word id {bad[0].item()}, outside 0..{vocab_size - 1}; "
                          "pass the tokenizer's vocabulary size as vocab_size")
     counts = torch.bincount(pairs[:, 1], minlength=vocab_size).double()
     noise = (counts ** 0.75 / (counts ** 0.75).sum()).float().to(device)  # (V,) where fake contexts come from

@@ -33,15 +33,21 @@ def _check_range(sigma_min, sigma_max):
 
 # ---- conversions between the sigma form and the DDPM alpha-bar form --------------------------
 
+def _float(t):
+    """A float tensor, keeping float64 if given (precision matters near alpha_bar = 1)."""
+    t = torch.as_tensor(t)
+    return t if t.is_floating_point() else t.to(torch.get_default_dtype())
+
+
 def sigma_to_alpha_bar(sigma):
     """alpha_bar = 1 / (1 + sigma^2): the fraction of signal variance left (eq. 2)."""
-    sigma = torch.as_tensor(sigma, dtype=torch.get_default_dtype())
+    sigma = _float(sigma)
     return 1.0 / (1.0 + sigma ** 2)
 
 
 def alpha_bar_to_sigma(alpha_bar):
     """sigma = sqrt(1 / alpha_bar - 1), for alpha_bar in (0, 1] (eq. 2)."""
-    alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.get_default_dtype())
+    alpha_bar = _float(alpha_bar)
     if ((alpha_bar <= 0) | (alpha_bar > 1)).any():
         raise ValueError("alpha_bar must lie in (0, 1]; 0 would mean infinite noise")
     return (1.0 / alpha_bar - 1.0).sqrt()
@@ -49,8 +55,7 @@ def alpha_bar_to_sigma(alpha_bar):
 
 def snr(sigma):
     """Signal-to-noise ratio of x_sigma: signal variance over noise variance, 1 / sigma^2."""
-    sigma = torch.as_tensor(sigma, dtype=torch.get_default_dtype())
-    return 1.0 / sigma ** 2
+    return 1.0 / _float(sigma) ** 2
 
 
 def to_unit_variance(x, sigma):

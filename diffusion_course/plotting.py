@@ -29,7 +29,8 @@ def to_grid_layout(images):
     Accepts (B,C,H,W), (B,H,W,C), (C,H,W), (H,W,C) and (H,W). Channels-first is detected
     by a leading size of 1, 3 or 4 next to a larger spatial size. Values in [-1, 1] are mapped
     to [0, 1]; values in [0, 255] (uint8 images) are divided by 255; four channels are
-    shown as RGB (the fourth is dropped) unless `show_images(..., channels='split')` is used.
+    shown as RGB (the fourth is dropped): to see every channel, pass them as a batch of
+    one-channel images, e.g. `x.unsqueeze(1)` for a (C, H, W) tensor.
     """
     x = _to_numpy(images)
     if x.ndim == 2:                                   # (H, W)

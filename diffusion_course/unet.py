@@ -202,7 +202,7 @@ class UNet(nn.Module):
             return torch.full_like(cond, self.num_classes)
         return torch.zeros_like(cond)
 
-    def _check(self, x, sigma, cond):
+    def _check(self, x, cond, context):
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != self.config["in_channels"]:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"UNet expects x of shape (B, {self.config['in_channels']}, H, W), got {got}")
@@ -217,8 +217,12 @@ class UNet(nn.Module):
                 raise ValueError(f"cond must hold one class label per image, shape ({x.shape[0]},), values "
                                  f"0..{self.num_classes - 1} or {self.num_classes} for 'no class'; "
                                  f"got shape {tuple(cond.shape)}")
-        elif cond is not None and self.context_dim is None:
-            raise ValueError("got text tokens as cond, but this U-Net has no cross-attention (context_dim=None)")
+        if context is not None:
+            if self.context_dim is None:
+                raise ValueError("got text tokens, but this U-Net has no cross-attention (context_dim=None)")
+            if context.ndim != 3 or context.shape[0] != x.shape[0] or context.shape[2] != self.context_dim:
+                raise ValueError(f"text tokens must have shape ({x.shape[0]}, T, {self.context_dim}), "
+                                 f"got {tuple(context.shape)}")
 
     def forward(self, x, sigma, cond=None, context=None, context_mask=None):
         """x: (B, C, H, W) noisy images, sigma: number or (B,), cond: (B,) labels or (B, T, D) tokens.
@@ -228,7 +232,7 @@ class UNet(nn.Module):
         """
         if cond is not None and cond.is_floating_point():
             cond, context = None, cond
-        self._check(x, sigma, cond)
+        self._check(x, cond, context)
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
         sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma                 # (B,)
         emb = self.sigma_mlp(sinusoidal_embedding(sigma, self.config["channels"]).to(x.dtype))  # (B, E)

@@ -90,7 +90,8 @@ def test_checker_rejects_a_mistake_and_names_the_input(name, seed):
         except RuntimeError:
             same = False
         if not same:
-            assert f"on input {describe(args)}" in result.message, result.message
+            named = describe(args[0] if len(args) == 1 else args)
+            assert f"on input {named}" in result.message, result.message
             break
     else:
         pytest.fail("the mistake matched the reference on every case")

@@ -1,0 +1,165 @@
+"""Class-conditional MNIST U-Net (eps-prediction, sigma form) with classifier-free guidance.
+
+Data: the first 9,000 images of the MNIST *test* split (the 10,000 digits that ship offline;
+the 60,000-image train split needs a download), held on the device; the last 1,000 are held
+out and never seen in training. Noise levels are drawn log-uniformly in [sigma_min, sigma_max];
+10% of the labels are replaced by the null class 10, so the same network also learns the
+unconditional model that classifier-free guidance needs. The checkpoint holds the EMA weights.
+
+    python -m diffusion_course train mnist
+
+Metrics (when the `mnist_classifier` checkpoint is available, else recorded as skipped):
+class accuracy of guided samples and the Fréchet distance (with its floor, see metrics.py)
+for DDIM at 50 steps, the accelerated sampler at 10 steps and DDPM at 50 steps, each with
+its n, reference split, sampler, steps, seed and cfg_scale; plus the largest difference
+between samples from the fp32 and the fp16-rounded weights (the checkpoint is fp16).
+"""
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from ..data import load_mnist
+from ..noise import add_noise, schedule, training_sigmas
+from ..sampling import generate
+from ..train import train
+from ..unet import UNet
+
+NAME = "mnist_unet"
+HALF = True
+N_TRAIN = 9000                          # images [0, 9000) train, [9000, 10000) are held out
+NULL = 10                               # the null class: "any digit"
+DEFAULTS = dict(steps=20000, batch_size=256, lr=5e-4, channels=32, num_res_blocks=1, dropout=0.1,
+                p_uncond=0.1, sigma_min=0.01, sigma_max=80.0, ema_decay=0.999, seed=0,
+                eval_n=2000, eval_cfg_scale=2.0, channels_last=False, compile=False)
+
+
+def sampling_sigmas(steps, sigma_min=0.01, sigma_max=80.0):
+    """The sampling schedule used for this model: `steps` log-linear steps from sigma_max to sigma_min."""
+    return schedule("loglinear", steps, sigma_min=sigma_min, sigma_max=sigma_max)
+
+
+def make_model(channels=32, num_res_blocks=1, dropout=0.1):
+    """The architecture of the shipped checkpoint: 28 -> 14 -> 7, attention at 7x7, 10 classes + null."""
+    return UNet(in_channels=1, channels=channels, channel_mults=(1, 2, 2), num_res_blocks=num_res_blocks,
+                attention_levels=(2,), num_classes=10, dropout=dropout)
+
+
+def diffusion_loss(model, x0, labels, gen, sigma_min=0.01, sigma_max=80.0, p_uncond=0.1):
+    """The training objective: noise x0 at a random sigma, ask the model for the noise, MSE.
+
+    x0: (B, 1, 28, 28), labels: (B,). A fraction p_uncond of the labels becomes the null class.
+    """
+    b = len(x0)
+    sigma = training_sigmas(b, sigma_min, sigma_max, generator=gen, device=x0.device)      # (B,)
+    eps = torch.randn(x0.shape, generator=gen, device=x0.device)                          # (B, 1, 28, 28)
+    drop = torch.rand(b, generator=gen, device=x0.device) < p_uncond
+    labels = torch.where(drop, torch.full_like(labels, NULL), labels)
+    x = add_noise(x0, sigma, eps)
+    if x0.is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return F.mse_loss(model(x, sigma, labels).float(), eps)
+
+
+@torch.no_grad()
+def sample_digits(model, labels, sampler="ddim", steps=50, cfg_scale=2.0, seed=0, batch_size=1000,
+                  sigma_min=0.01, sigma_max=80.0):
+    """Generate one digit per label, (N, 1, 28, 28) in [-1, 1], on the model's device, in batches."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    sigmas = sampling_sigmas(steps, sigma_min, sigma_max)
+    out = []
+    for i in range(0, len(labels), batch_size):
+        y = labels[i:i + batch_size].to(device)
+        x = generate(model, sigmas, (len(y), 1, 28, 28), sampler, cond=y, cfg_scale=cfg_scale, generator=gen)
+        out.append(x.clamp(-1, 1).float().cpu())
+    return torch.cat(out)
+
+
+def evaluate(model, images, n=2000, cfg_scale=2.0, seed=0, sigma_min=0.01, sigma_max=80.0,
+             grid_steps=(5, 10, 20, 50), cfg_scales=(1.0, 2.0, 4.0, 8.0)):
+    """Accuracy and FD (with floor) of guided samples: every sampler x steps, and a guidance sweep.
+
+    Needs the `mnist_classifier` checkpoint; returns {"skipped": why} without it. Every entry
+    records n, its reference split, sampler, steps, seed and cfg_scale.
+    """
+    from ..checkpoint import load_model
+    from ..metrics import fd_report
+    try:
+        classifier = load_model("mnist_classifier", device=next(model.parameters()).device)
+    except FileNotFoundError:
+        return {"skipped": "no mnist_classifier checkpoint: train it first (python -m diffusion_course train "
+                           "classifier), then rerun this recipe to record accuracy and FD"}
+    labels = torch.arange(n) % 10
+    reference = "MNIST test split, all 10,000 images (the U-Net trained on the first 9,000)"
+
+    def report(sampler, steps, scale):
+        x = sample_digits(model, labels, sampler, steps, scale, seed, sigma_min=sigma_min, sigma_max=sigma_max)
+        r = fd_report(classifier, x, images, labels=labels, n=n, sampler=sampler, steps=steps, seed=seed,
+                      reference=reference)
+        r["cfg_scale"] = scale
+        held = fd_report(classifier, x, images[N_TRAIN:], n=min(n, 500), reference="MNIST test split, "
+                         "held-out images 9000-9999")
+        r["heldout"] = {k: held[k] for k in ("fd", "fd_floor", "n", "reference")}
+        return r
+
+    results = {"samplers": {}, "guidance": {}}
+    for sampler in ("ddim", "accelerated", "ddpm"):
+        for steps in grid_steps:
+            results["samplers"][f"{sampler}_{steps}"] = report(sampler, steps, cfg_scale)
+    for scale in cfg_scales:
+        key = f"ddim_50_cfg{scale:g}"
+        if scale == cfg_scale and "ddim_50" in results["samplers"]:
+            results["guidance"][key] = results["samplers"]["ddim_50"]
+        else:
+            results["guidance"][key] = report("ddim", 50, scale)
+    return results
+
+
+def fp16_check(model, n=64, seed=0, sigma_min=0.01, sigma_max=80.0):
+    """Largest pixel difference between DDIM samples from fp32 weights and fp16-rounded weights."""
+    half = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in half.parameters():
+            p.copy_(p.half().float())
+    labels = torch.arange(n) % 10
+    a = sample_digits(model, labels, "ddim", 50, 2.0, seed, sigma_min=sigma_min, sigma_max=sigma_max)
+    b = sample_digits(half, labels, "ddim", 50, 2.0, seed, sigma_min=sigma_min, sigma_max=sigma_max)
+    return {"n": n, "sampler": "ddim", "steps": 50, "cfg_scale": 2.0, "seed": seed,
+            "max_abs_diff": round((a - b).abs().max().item(), 4),
+            "mean_abs_diff": round((a - b).abs().mean().item(), 5)}
+
+
+def run(out, device, steps=20000, batch_size=256, lr=5e-4, channels=32, num_res_blocks=1, dropout=0.1,
+        p_uncond=0.1, sigma_min=0.01, sigma_max=80.0, ema_decay=0.999, seed=0, eval_n=2000,
+        eval_cfg_scale=2.0, channels_last=False, compile=False):
+    images, labels = load_mnist("test")                                # (10000, 1, 28, 28) in [-1, 1]
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x_train = images[:N_TRAIN].to(device).contiguous(memory_format=fmt)
+    y_train = labels[:N_TRAIN].to(device)
+
+    def get_batch(gen):
+        i = torch.randint(0, N_TRAIN, (batch_size,), generator=gen, device=device)
+        return x_train[i], y_train[i]
+
+    torch.manual_seed(seed)                                            # the initial weights
+    model = make_model(channels, num_res_blocks, dropout).to(device, memory_format=fmt)
+    forward = torch.compile(model) if compile else model
+
+    def loss_fn(m, batch, gen):
+        return diffusion_loss(forward, *batch, gen, sigma_min, sigma_max, p_uncond)
+
+    result = train(model, loss_fn, get_batch, steps=steps, lr=lr, ema_decay=ema_decay, seed=seed,
+                   device=device, state_path=out + ".run", desc="mnist U-Net")
+    ema = result.ema.to(memory_format=torch.contiguous_format).eval()
+    metrics = {"final_loss": round(sum(result.losses[-200:]) / len(result.losses[-200:]), 4),
+               "train_images": f"MNIST test split, images 0-{N_TRAIN - 1}",
+               "sampling_schedule": f"loglinear, sigma {sigma_max} -> {sigma_min}",
+               "train_seconds": round(result.seconds, 1)}
+    if eval_n > 0:
+        metrics["samples"] = evaluate(ema, images, eval_n, eval_cfg_scale, seed, sigma_min, sigma_max)
+    else:
+        metrics["samples"] = {"skipped": "eval_n=0 (a development run)"}
+    metrics["fp16_weights"] = fp16_check(ema, n=min(64, max(eval_n, 16)), seed=seed, sigma_min=sigma_min,
+                                         sigma_max=sigma_max)
+    return ema.cpu(), metrics

@@ -1,0 +1,156 @@
+"""One sampler for DDPM, DDIM and the accelerated sampler: noise in, data out, step by step.
+
+Start from pure noise at the largest sigma, x = sigmas[0] * eps, and walk down the schedule.
+At each step (sigma -> sigma_next) the model predicts the noise eps in x, and
+
+    eps_avg = gam * eps + (1 - gam) * eps_prev          (gam = 1: just eps)            (1)
+    sigma'  = (sigma_next / sigma^mu) ^ (1 / (1 - mu))                                  (2)
+    eta     = sqrt(sigma_next^2 - sigma'^2)                                             (3)
+    x      <- x - (sigma - sigma') * eps_avg + eta * z,    z ~ N(0, I)                  (4)
+
+Step (4) removes some predicted noise (down to level sigma') and adds back fresh noise of
+size eta, landing exactly at total noise level sigma_next. Read as optimization, x - sigma*eps
+is a step along the gradient of the (smoothed) distance to the data (Permenter & Yuan), and
+the two knobs are the classic step rules:
+    mu = 0,   gam = 1:  DDIM (Song et al.): deterministic, sigma' = sigma_next, eta = 0.
+    mu = 1/2, gam = 1:  DDPM (Ho et al.): sigma' = sigma_next^2 / sigma; fresh noise each step.
+    mu = 0,   gam = 2:  the accelerated sampler of Permenter & Yuan: eps_avg = 2 eps - eps_prev
+                        extrapolates the noise estimate, like momentum, and needs fewer steps.
+With classifier-free guidance (Ho & Salimans) the model is run on the conditional and the
+unconditional inputs in one batch, and eps = eps_uncond + cfg_scale * (eps_cond - eps_uncond).
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+
+DDPM = dict(gam=1.0, mu=0.5)
+DDIM = dict(gam=1.0, mu=0.0)
+ACCELERATED = dict(gam=2.0, mu=0.0)
+SAMPLERS = {"ddpm": DDPM, "ddim": DDIM, "accelerated": ACCELERATED}
+
+
+@dataclass
+class Step:
+    """What one sampling step saw and did (yielded by `sample`)."""
+    i: int                 # step number, 0 .. steps-1
+    sigma: float           # noise level of x before the step
+    sigma_next: float      # noise level of x after the step
+    x: torch.Tensor        # the sample after the step, at noise level sigma_next
+    x0: torch.Tensor       # the model's guess of the clean data, x_before - sigma * eps
+    eps: torch.Tensor      # the (guided) noise prediction used for x0
+
+
+def _device_of(model):
+    for t in list(model.parameters()) + list(model.buffers()) if isinstance(model, torch.nn.Module) else []:
+        return t.device
+    return torch.device("cpu")
+
+
+def guided_eps(model, x, sigma, cond=None, cfg_scale=1.0, null_cond=None):
+    """The model's noise prediction, with classifier-free guidance when cfg_scale != 1.
+
+    Guidance runs ONE batched pass on [x, x] with [cond, null_cond] and mixes
+    eps = eps_uncond + cfg_scale * (eps_cond - eps_uncond): cfg_scale = 1 is the conditional
+    model, 0 the unconditional one, larger values push further towards the condition.
+    """
+    if cond is None or cfg_scale == 1.0:
+        return model(x, sigma, cond) if cond is not None else model(x, sigma)
+    if null_cond is None:
+        null_cond = model.null_cond(cond)
+    eps_cond, eps_uncond = model(torch.cat([x, x]), sigma, torch.cat([cond, null_cond])).chunk(2)
+    return eps_uncond + cfg_scale * (eps_cond - eps_uncond)
+
+
+def _validate(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond):
+    if not isinstance(sigmas, torch.Tensor):
+        sigmas = torch.as_tensor(sigmas, dtype=torch.float32)
+    if sigmas.ndim != 1 or len(sigmas) < 2:
+        raise ValueError(f"sigmas must be a 1-D tensor of steps + 1 noise levels (steps >= 1), got shape "
+                         f"{tuple(sigmas.shape)}; e.g. noise.schedule('loglinear', steps=50)")
+    if not torch.isfinite(sigmas).all() or (sigmas[:-1] <= sigmas[1:]).any() or sigmas[-1] < 0 or sigmas[0] <= 0:
+        raise ValueError("sigmas must be finite, positive and strictly decreasing (largest noise first, the last "
+                         f"may be 0), got {sigmas.tolist()[:6]}{' ...' if len(sigmas) > 6 else ''}")
+    if not 0.0 <= mu < 1.0:
+        raise ValueError(f"mu must be in [0, 1) (0: DDIM, 0.5: DDPM), got {mu!r}")
+    if not math.isfinite(gam) or gam <= 0:
+        raise ValueError(f"gam must be a positive number (1: plain, 2: accelerated), got {gam!r}")
+    if not isinstance(cfg_scale, (int, float)) or not math.isfinite(cfg_scale) or cfg_scale < 0:
+        raise ValueError(f"cfg_scale must be a number >= 0 (1 = no guidance, typical 1-7), got {cfg_scale!r}")
+    if (x is None) == (shape is None):
+        raise ValueError("give exactly one of shape (to start from pure noise) or x (a noisy start at sigmas[0])")
+    if shape is not None:
+        if not all(isinstance(s, int) and s > 0 for s in shape) or len(shape) < 2:
+            raise ValueError(f"shape must be a tuple of positive ints like (B, C, H, W), got {shape!r}")
+        config = getattr(model, "config", None) or {}
+        if "in_channels" in config and (len(shape) != 4 or shape[1] != config["in_channels"]):
+            raise ValueError(f"this model makes images of shape (B, {config['in_channels']}, H, W), "
+                             f"got shape {tuple(shape)}")
+        if "dim" in config and tuple(shape[1:]) != (config["dim"],):
+            raise ValueError(f"this model makes points of shape (B, {config['dim']}), got shape {tuple(shape)}")
+    batch = shape[0] if shape is not None else len(x)
+    if cond is not None:
+        if not isinstance(cond, torch.Tensor) or len(cond) != batch:
+            raise ValueError(f"cond must be a tensor with one entry per sample ({batch}), got "
+                             f"{tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__}")
+    elif cfg_scale != 1.0:
+        raise ValueError(f"cfg_scale={cfg_scale} needs a condition: pass cond (e.g. class labels) or use cfg_scale=1")
+    if cond is not None and cfg_scale != 1.0 and null_cond is None and not hasattr(model, "null_cond"):
+        raise ValueError("guidance needs an unconditional input: pass null_cond, or give the model a null_cond method")
+    return sigmas
+
+
+def sample(model, sigmas, shape=None, x=None, gam=1.0, mu=0.0, cond=None, cfg_scale=1.0, null_cond=None,
+           generator=None, device=None):
+    """Run the sampler of eqs. (1)-(4), yielding a `Step` after every step.
+
+    model:     obeys model(x, sigma, cond=None) -> eps.
+    sigmas:    steps + 1 strictly decreasing noise levels (noise.schedule(...)); the last may be 0.
+    shape:     output shape, e.g. (16, 1, 28, 28): start from sigmas[0] * N(0, I);
+    x:         or a starting tensor already at noise level sigmas[0] (img2img).
+    gam, mu:   the step rule: DDIM (1, 0), DDPM (1, 0.5), accelerated (2, 0); see SAMPLERS.
+    cond, cfg_scale, null_cond: conditioning and classifier-free guidance (see guided_eps).
+    generator: a torch.Generator on the sampling device, for repeatable noise.
+    Bad arguments raise ValueError here, at the call, not at the first step.
+    """
+    sigmas = _validate(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond)
+    return _steps(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond, generator, device)
+
+
+@torch.no_grad()
+def _steps(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond, generator, device):
+    device = torch.device(device) if device is not None else (
+        generator.device if generator is not None else _device_of(model))
+    if x is None:
+        x = sigmas[0].item() * torch.randn(shape, generator=generator, device=device)
+    x = x.to(device)
+    cond = None if cond is None else cond.to(device)
+    null_cond = None if null_cond is None else null_cond.to(device)
+    eps_prev = None
+    for i in range(len(sigmas) - 1):
+        sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
+        eps = guided_eps(model, x, sigma, cond, cfg_scale, null_cond).to(x.dtype)
+        eps_avg = eps if eps_prev is None else gam * eps + (1 - gam) * eps_prev           # (1)
+        sigma_p = (sigma_next / sigma ** mu) ** (1 / (1 - mu))                            # (2)
+        eta = math.sqrt(max(sigma_next ** 2 - sigma_p ** 2, 0.0))                         # (3)
+        x0 = x - sigma * eps
+        x = x - (sigma - sigma_p) * eps_avg                                                # (4)
+        if eta > 0:
+            x = x + eta * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        eps_prev = eps
+        yield Step(i=i, sigma=sigma, sigma_next=sigma_next, x=x, x0=x0, eps=eps)
+
+
+def generate(model, sigmas, shape=None, sampler="ddim", x=None, cond=None, cfg_scale=1.0, generator=None,
+             **kwargs):
+    """Run a named sampler ('ddpm', 'ddim' or 'accelerated') to the end; return the final x.
+
+    Extra keyword arguments (gam, mu, null_cond, device) go to `sample` and override the preset.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
+    params = dict(SAMPLERS[sampler], **kwargs)
+    step = None
+    for step in sample(model, sigmas, shape, x=x, cond=cond, cfg_scale=cfg_scale, generator=generator, **params):
+        pass
+    return step.x

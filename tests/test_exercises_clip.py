@@ -1,0 +1,58 @@
+"""The CLIP chapter's exercise checkers: right answers pass, typical mistakes are caught."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from diffusion_course import clip
+from diffusion_course.exercises import clip as ex
+
+CHECKERS = {"similarity_logits": ex.check_similarity_logits, "clip_loss": ex.check_clip_loss,
+            "recall_at_1": ex.check_recall_at_1, "zero_shot_predict": ex.check_zero_shot_predict}
+REFERENCES = {"similarity_logits": ex.similarity_logits, "clip_loss": ex.clip_loss,
+              "recall_at_1": ex.recall_at_1, "zero_shot_predict": ex.zero_shot_predict}
+
+ALTERNATIVES = {
+    "similarity_logits": lambda i, t, s: s * F.normalize(i, dim=-1) @ F.normalize(t, dim=-1).T,
+    "clip_loss": lambda logits: clip.clip_loss(logits),
+    "recall_at_1": lambda sim: clip.recall_at_k(sim, 1),
+    "zero_shot_predict": lambda i, p, c, n: (i @ torch.stack([F.normalize(p[c == k].mean(0), dim=0)
+                                                               for k in range(n)]).T).argmax(1),
+}
+
+MISTAKES = {
+    "similarity_logits": lambda i, t, s: s * i @ t.T,                                  # forgot to normalize
+    "clip_loss": lambda logits: F.cross_entropy(logits, torch.arange(len(logits))),   # one direction only
+    "recall_at_1": lambda sim: (sim.argmax(1) == torch.arange(len(sim))).float().mean().item(),  # ties win
+    "zero_shot_predict": lambda i, p, c, n: c[(i @ p.T).argmax(1)],                   # nearest single prompt
+}
+
+
+@pytest.mark.parametrize("name", list(CHECKERS))
+def test_reference_and_alternatives_pass(name):
+    assert CHECKERS[name](REFERENCES[name], seed=1)
+    assert CHECKERS[name](ALTERNATIVES[name], seed=2)
+
+
+@pytest.mark.parametrize("name", list(CHECKERS))
+def test_mistakes_are_caught(name):
+    result = CHECKERS[name](MISTAKES[name], seed=3)
+    assert not result and result.message.startswith("❌")
+
+
+@pytest.mark.parametrize("name", list(CHECKERS))
+def test_stub_says_not_written_yet(name):
+    def stub(*args):
+        raise NotImplementedError
+    assert CHECKERS[name](stub).message.startswith("✋")
+
+
+def test_references_by_hand():
+    logits = ex.similarity_logits(torch.tensor([[3.0, 4.0]]), torch.tensor([[1.0, 0.0], [0.0, 2.0]]), 10.0)
+    torch.testing.assert_close(logits, torch.tensor([[6.0, 8.0]]))
+    assert ex.clip_loss(torch.zeros(4, 4)).item() == pytest.approx(math.log(4))
+    assert ex.recall_at_1(torch.tensor([[1.0, 0.0], [2.0, 1.0]])) == 0.5
+    img = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    prompts = F.normalize(torch.tensor([[1.0, 0.2], [1.0, -0.2], [0.1, 1.0]]), dim=1)
+    assert ex.zero_shot_predict(img, prompts, torch.tensor([0, 0, 1]), 2).tolist() == [0, 1]

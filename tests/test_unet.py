@@ -1,0 +1,125 @@
+"""The U-Net: shapes, conditioning paths, input scaling, the sigma embedding and bad inputs."""
+import math
+
+import pytest
+import torch
+
+from diffusion_course.checkpoint import load_model, save_checkpoint
+from diffusion_course.mlp import MLPDenoiser
+from diffusion_course.unet import UNet, sinusoidal_embedding
+
+SMALL = dict(channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(1,), groups=4, heads=2)
+
+
+def randomized(model, seed=0):
+    """Give every weight a random value: the zero-initialised output layers would hide differences."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.2 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def test_sinusoidal_embedding_values():
+    sigma = torch.tensor([1.0, math.exp(1 / 250)])           # t = 250 ln(sigma) = 0 and 1
+    emb = sinusoidal_embedding(sigma, 8)
+    assert emb.shape == (2, 8)
+    torch.testing.assert_close(emb[0], torch.tensor([0.0] * 4 + [1.0] * 4))
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(4) / 4)
+    torch.testing.assert_close(emb[1], torch.cat([torch.sin(freqs), torch.cos(freqs)]))
+    with pytest.raises(ValueError, match="positive even number"):
+        sinusoidal_embedding(sigma, 7)
+
+
+@pytest.mark.parametrize("kwargs, size", [
+    (dict(), 28),
+    (dict(channel_mults=(1, 2, 2, 4), attention_levels=(2, 3)), 32),
+    (dict(in_channels=4, channel_mults=(1,), attention_levels=(0,)), 6),
+])
+def test_output_shape_equals_input_shape(kwargs, size):
+    cfg = dict(SMALL, **kwargs)
+    model = randomized(UNet(**cfg))
+    c = cfg.get("in_channels", 1)
+    x = torch.randn(3, c, size, size)
+    assert model(x, torch.tensor([0.1, 1.0, 10.0])).shape == (3, c, size, size)
+    assert model(x, 2.0).shape == (3, c, size, size)         # one sigma for the whole batch
+
+
+def test_starts_as_zero_and_config_rebuilds(tmp_path):
+    model = UNet(**SMALL, num_classes=3)
+    assert torch.equal(model(torch.randn(2, 1, 8, 8), 1.0), torch.zeros(2, 1, 8, 8))  # zero-init output
+    model = randomized(model)
+    save_checkpoint(tmp_path / "u", model, {"recipe": "test"})
+    back = load_model(tmp_path / "u")
+    x, s, y = torch.randn(2, 1, 8, 8), torch.tensor([0.3, 3.0]), torch.tensor([0, 2])
+    assert back.config == model.config
+    torch.testing.assert_close(back(x, s, y), model(x, s, y))
+
+
+def test_class_conditioning_and_null_class():
+    model = randomized(UNet(**SMALL, num_classes=3))
+    x = torch.randn(2, 1, 8, 8)
+    a = model(x, 1.0, torch.tensor([0, 0]))
+    b = model(x, 1.0, torch.tensor([1, 1]))
+    assert not torch.allclose(a, b)
+    null = model(x, 1.0, torch.tensor([3, 3]))
+    torch.testing.assert_close(model(x, 1.0), null)          # no cond = the null class
+    assert torch.equal(model.null_cond(torch.tensor([0, 2])), torch.tensor([3, 3]))
+
+
+def test_cross_attention_to_text_tokens():
+    model = randomized(UNet(**SMALL, context_dim=6))
+    x = torch.randn(2, 1, 8, 8)
+    g = torch.Generator().manual_seed(1)
+    ctx = torch.randn(2, 5, 6, generator=g)
+    out = model(x, 1.0, ctx)                                  # tokens as cond ...
+    torch.testing.assert_close(out, model(x, 1.0, context=ctx))   # ... or as context
+    assert not torch.allclose(out, model(x, 1.0, torch.randn(2, 5, 6, generator=g)))
+    mask = torch.tensor([[True, True, True, False, False]] * 2)
+    ctx2 = ctx.clone()
+    ctx2[:, 3:] = 100.0                                       # change only the padding tokens
+    torch.testing.assert_close(model(x, 1.0, context=ctx, context_mask=mask),
+                               model(x, 1.0, context=ctx2, context_mask=mask))
+    torch.testing.assert_close(model(x, 1.0, context=ctx, context_mask=torch.ones(2, 5, dtype=torch.bool)), out)
+    torch.testing.assert_close(model.null_cond(ctx), torch.zeros_like(ctx))
+
+
+def test_input_is_scaled_to_unit_variance():
+    model = randomized(UNet(**SMALL))
+    seen = []
+    model.conv_in.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    x = torch.randn(2, 1, 8, 8)
+    sigma = torch.tensor([0.5, 7.0])
+    model(x, sigma)
+    torch.testing.assert_close(seen[0], x / (1 + sigma[:, None, None, None] ** 2).sqrt())
+
+
+def test_channels_last_gives_the_same_answer():
+    model = randomized(UNet(**SMALL, num_classes=3))
+    x, y = torch.randn(2, 1, 8, 8), torch.tensor([1, 2])
+    want = model(x, 0.7, y)
+    model = model.to(memory_format=torch.channels_last)
+    got = model(x.contiguous(memory_format=torch.channels_last), 0.7, y)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_mlp_denoiser():
+    mlp = MLPDenoiser(hidden=16, depth=2)
+    x = torch.randn(5, 2)
+    assert mlp(x, torch.rand(5)).shape == (5, 2) and mlp(x, 0.5).shape == (5, 2)
+    with pytest.raises(ValueError, match=r"points of shape \(B, 2\)"):
+        mlp(torch.randn(5, 3), 1.0)
+
+
+@pytest.mark.parametrize("make, call, match", [
+    (lambda: UNet(**SMALL), lambda m: m(torch.randn(2, 3, 8, 8), 1.0), r"expects x of shape \(B, 1, H, W\)"),
+    (lambda: UNet(**SMALL), lambda m: m(torch.randn(2, 1, 7, 7), 1.0), "must be divisible by 2"),
+    (lambda: UNet(**SMALL), lambda m: m(torch.randn(2, 1, 8, 8), 1.0, torch.tensor([0, 1])), "unconditional"),
+    (lambda: UNet(**SMALL, num_classes=3), lambda m: m(torch.randn(2, 1, 8, 8), 1.0, torch.tensor([0, 4])),
+     "values 0..2 or 3"),
+    (lambda: UNet(**SMALL), lambda m: m(torch.randn(2, 1, 8, 8), 1.0, torch.randn(2, 3, 4)), "no cross-attention"),
+    (lambda: UNet(channels=8, attention_levels=(5,)), lambda m: None, "must index the 3 levels"),
+])
+def test_bad_inputs(make, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(make())
