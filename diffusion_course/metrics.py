@@ -17,7 +17,6 @@ two disjoint sets of real digits of the same n. `fd_report` always returns both.
 """
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 IMAGE_SHAPE = (1, 28, 28)
 

@@ -17,7 +17,7 @@ from ..train import train
 NAME = "mnist_classifier"
 HALF = False
 N_TRAIN = 9000                          # images [0, 9000) train, [9000, 10000) are held out
-DEFAULTS = dict(steps=3000, batch_size=128, lr=2e-3, weight_decay=0.05, width=16, dropout=0.1,
+DEFAULTS = dict(steps=4000, batch_size=128, lr=2e-3, weight_decay=0.05, width=16, dropout=0.1,
                 shift=2, ema_decay=0.995, seed=0)
 
 
@@ -37,7 +37,7 @@ def random_shift(x, shift, gen):
     return padded[b, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)  # (B, 1, H, W)
 
 
-def run(out, device, steps=3000, batch_size=128, lr=2e-3, weight_decay=0.05, width=16, dropout=0.1,
+def run(out, device, steps=4000, batch_size=128, lr=2e-3, weight_decay=0.05, width=16, dropout=0.1,
         shift=2, ema_decay=0.995, seed=0):
     images, labels = load_mnist("test")                                    # (10000, 1, 28, 28) in [-1, 1]
     x_train, y_train = images[:N_TRAIN].to(device), labels[:N_TRAIN].to(device)
