@@ -14,8 +14,8 @@ ifneq ($(wildcard ../shared/data),)
 export DIFFUSION_COURSE_DATA ?= $(abspath ../shared/data)
 endif
 
-# The environment the notebooks were executed in: CPU, quick budget, no progress bars.
-NB_ENV := DIFFUSION_COURSE_PROGRESS=0 DIFFUSION_COURSE_DEVICE=cpu DIFFUSION_COURSE_BUDGET=quick PYTHONHASHSEED=0
+# The environment the notebooks were executed in: CPU, one thread (repeatable sums), quick budget, no bars.
+NB_ENV := OMP_NUM_THREADS=1 DIFFUSION_COURSE_PROGRESS=0 DIFFUSION_COURSE_DEVICE=cpu DIFFUSION_COURSE_BUDGET=quick PYTHONHASHSEED=0
 
 .PHONY: book test unit notebooks build-strict clean
 

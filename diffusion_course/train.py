@@ -65,7 +65,7 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator(device=device).manual_seed(seed)
-    losses, start = [], 0
+    losses, start, seconds_before = [], 0, 0.0
 
     saved = load_state(state_path) if state_path else None
     if saved is not None:
@@ -77,10 +77,12 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
         opt.load_state_dict(saved["opt"])
         gen.set_state(saved["gen"])
         losses, start = list(saved["losses"]), saved["step"]
+        seconds_before = float(saved.get("seconds", 0.0))
 
     def snapshot(step):
         save_state(state_path, {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                                "gen": gen.get_state(), "losses": losses, "step": step, "steps": steps})
+                                "gen": gen.get_state(), "losses": losses, "step": step, "steps": steps,
+                                "seconds": seconds_before + time.perf_counter() - t0})
 
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
     t0, step = time.perf_counter(), start
@@ -125,4 +127,4 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
         snapshot(steps)
     model.eval()
     return TrainRun(model=model, ema=ema, losses=losses, steps=steps,
-                    seconds=time.perf_counter() - t0, resumed_from=start)
+                    seconds=seconds_before + time.perf_counter() - t0, resumed_from=start)

@@ -11,6 +11,19 @@ Three extra inputs steer every residual block:
     cond     -> a class embedding added to the same vector                 (which digit?)
     context  -> cross-attention at the attention levels                    (which words?)
 Class index `num_classes` is the "null" class: no condition, used for classifier-free guidance.
+
+Scaling in and out (the preconditioning of Karras et al. with sigma_data = 1). The network
+sees x_in = x / sqrt(1 + sigma^2), which has variance about 1 at every noise level. Its last
+layer does not output eps directly but v = (eps - sigma * x0) / sqrt(1 + sigma^2), a mix of
+noise and image that also has variance about 1 everywhere, and `forward` turns it into
+
+    eps = (sigma * x_in + v) / sqrt(1 + sigma^2).                                    (1)
+
+Why: at sigma = 80 the clean image is x0 = x - 80 * eps, so a network predicting eps
+directly would need it 80 times more accurately than we need x0; through v, an error in
+the network's output becomes an error of the same size in x0. With the last layer at zero,
+(1) gives eps = sigma * x / (1 + sigma^2), the ideal denoiser of standard Gaussian data:
+an untrained U-Net starts from a sensible guess. Train it with `v_loss` below.
 """
 import math
 
@@ -136,8 +149,8 @@ class UNet(nn.Module):
     num_classes:     class conditioning with labels 0..num_classes-1; label `num_classes` is
                      the null class (no condition) for classifier-free guidance. None: unconditional.
     context_dim:     width of text tokens for cross-attention (None: no cross-attention).
-    Input scaling: the network sees x / sqrt(1 + sigma^2), whose variance is about 1 at every
-    noise level, so the same weights work from sigma = 0.01 to sigma = 80.
+    Scaling: the network sees x / sqrt(1 + sigma^2) and predicts v, turned into eps by eq. (1)
+    of the module docstring, so the same weights work from sigma = 0.01 to sigma = 80.
     """
 
     def __init__(self, in_channels=1, channels=32, channel_mults=(1, 2, 2), num_res_blocks=2,
@@ -239,7 +252,9 @@ class UNet(nn.Module):
         if self.class_emb is not None:
             labels = cond if cond is not None else torch.full_like(sigma, self.num_classes, dtype=torch.long)
             emb = emb + self.class_emb(labels)
-        h = self.conv_in(x / (1 + sigma[:, None, None, None] ** 2).sqrt().to(x.dtype))  # (B, ch, H, W)
+        scale = (1 + sigma[:, None, None, None] ** 2).sqrt()                            # (B, 1, 1, 1)
+        x_in = x / scale
+        h = self.conv_in(x_in.to(x.dtype))                                              # (B, ch, H, W)
         hs = [h]
         for blocks, attns, down in self.down:
             for block, at in zip(blocks, attns):
@@ -256,4 +271,17 @@ class UNet(nn.Module):
                 h = at(h, context, context_mask) if isinstance(at, AttentionBlock) else h
             if not isinstance(up, nn.Identity):
                 h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.conv_out(F.silu(self.norm_out(h)))                                  # (B, C, H, W)
+        v = self.conv_out(F.silu(self.norm_out(h)))                                     # (B, C, H, W)
+        return (sigma[:, None, None, None] * x_in + v.float()) / scale                  # eps, eq. (1)
+
+
+def v_loss(eps_hat, eps, sigma):
+    """The training loss for a U-Net: mean squared error of v, written with eps.
+
+    v - v_hat = (eps - eps_hat) * sqrt(1 + sigma^2) by eq. (1), so this is the plain MSE
+    weighted by (1 + sigma^2): every noise level counts as much as every other, instead of
+    the high noise levels (whose eps is easy but whose x0 matters) counting almost nothing.
+    eps_hat, eps: (B, C, H, W); sigma: (B,).
+    """
+    w = 1 + sigma.reshape(-1, *([1] * (eps.ndim - 1))).float() ** 2                   # (B, 1, 1, 1)
+    return (w * (eps_hat.float() - eps.float()) ** 2).mean()

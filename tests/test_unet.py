@@ -45,10 +45,34 @@ def test_output_shape_equals_input_shape(kwargs, size):
     assert model(x, 2.0).shape == (3, c, size, size)         # one sigma for the whole batch
 
 
-def test_starts_as_zero_and_config_rebuilds(tmp_path):
+def test_untrained_unet_is_the_ideal_denoiser_of_gaussian_data():
+    """With the last layer at zero (v = 0), eps = sigma x / (1 + sigma^2): E[eps | x] for x0 ~ N(0, I)."""
     model = UNet(**SMALL, num_classes=3)
-    assert torch.equal(model(torch.randn(2, 1, 8, 8), 1.0), torch.zeros(2, 1, 8, 8))  # zero-init output
-    model = randomized(model)
+    x, sigma = torch.randn(3, 1, 8, 8), torch.tensor([0.1, 1.0, 30.0])
+    s = sigma[:, None, None, None]
+    torch.testing.assert_close(model(x, sigma), s * x / (1 + s ** 2))
+
+
+def test_output_is_eps_from_v():
+    """eps = (sigma x_in + v) / sqrt(1 + sigma^2), and v_loss is the MSE of v."""
+    from diffusion_course.unet import v_loss
+    model = randomized(UNet(**SMALL))
+    seen = []
+    model.conv_out.register_forward_hook(lambda m, inp, out: seen.append(out))
+    x, sigma = torch.randn(2, 1, 8, 8), torch.tensor([0.5, 20.0])
+    eps_hat = model(x, sigma)
+    s = sigma[:, None, None, None]
+    v = seen[0]
+    torch.testing.assert_close(eps_hat, (s * x / (1 + s ** 2).sqrt() + v) / (1 + s ** 2).sqrt())
+    x0, eps = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    v_true = (eps - s * x0) / (1 + s ** 2).sqrt()             # the v of x = x0 + sigma eps
+    eps_from_v = (s * (x0 + s * eps) / (1 + s ** 2).sqrt() + v_true) / (1 + s ** 2).sqrt()
+    torch.testing.assert_close(eps_from_v, eps)               # eq. (1) inverts v exactly
+    assert v_loss(eps_hat, eps, sigma).item() == pytest.approx(((1 + s ** 2) * (eps_hat - eps) ** 2).mean().item())
+
+
+def test_config_rebuilds(tmp_path):
+    model = randomized(UNet(**SMALL, num_classes=3))
     save_checkpoint(tmp_path / "u", model, {"recipe": "test"})
     back = load_model(tmp_path / "u")
     x, s, y = torch.randn(2, 1, 8, 8), torch.tensor([0.3, 3.0]), torch.tensor([0, 2])

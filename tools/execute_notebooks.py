@@ -14,7 +14,7 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {"DIFFUSION_COURSE_PROGRESS": "0", "DIFFUSION_COURSE_DEVICE": "cpu", "DIFFUSION_COURSE_BUDGET": "quick",
+ENV = {"OMP_NUM_THREADS": "1", "DIFFUSION_COURSE_PROGRESS": "0", "DIFFUSION_COURSE_DEVICE": "cpu", "DIFFUSION_COURSE_BUDGET": "quick",
        "PYTHONHASHSEED": "0", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
 
 

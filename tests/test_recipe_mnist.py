@@ -1,0 +1,54 @@
+"""The MNIST U-Net recipe: its loss by hand, label dropout, and a tiny end-to-end run."""
+import pytest
+import torch
+
+from diffusion_course.checkpoint import load_model, save_checkpoint
+from diffusion_course.noise import training_sigmas
+from diffusion_course.recipes import mnist
+
+
+class Recorder(torch.nn.Module):
+    """A stand-in model that returns zeros and remembers what it was given."""
+
+    def forward(self, x, sigma, cond=None):
+        self.seen = (x, sigma, cond)
+        return torch.zeros_like(x)
+
+
+def test_diffusion_loss_by_hand():
+    g = torch.Generator().manual_seed(0)
+    x0, y = torch.randn(6, 1, 28, 28, generator=g), torch.arange(6)
+    model = Recorder()
+    loss = mnist.diffusion_loss(model, x0, y, torch.Generator().manual_seed(1), p_uncond=0.0)
+    g = torch.Generator().manual_seed(1)                    # replay the same random draws
+    sigma = training_sigmas(6, 0.01, 80.0, generator=g)
+    eps = torch.randn(6, 1, 28, 28, generator=g)
+    x, s, c = model.seen
+    torch.testing.assert_close(s, sigma)
+    torch.testing.assert_close(x, x0 + sigma.view(-1, 1, 1, 1) * eps)
+    assert torch.equal(c, y)
+    want = ((1 + sigma.view(-1, 1, 1, 1) ** 2) * eps ** 2).mean()   # eps_hat = 0
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_label_dropout_uses_the_null_class():
+    model = Recorder()
+    y = torch.zeros(4000, dtype=torch.long)
+    mnist.diffusion_loss(model, torch.zeros(4000, 1, 28, 28), y, torch.Generator().manual_seed(0), p_uncond=0.1)
+    cond = model.seen[2]
+    assert set(cond.unique().tolist()) == {0, mnist.NULL}
+    assert (cond == mnist.NULL).float().mean().item() == pytest.approx(0.1, abs=0.015)
+
+
+def test_tiny_run_end_to_end(tmp_path, mnist_root, monkeypatch):
+    monkeypatch.setenv("DIFFUSION_COURSE_DATA", str(mnist_root))
+    out = str(tmp_path / "mnist_unet")
+    model, metrics = mnist.run(out, torch.device("cpu"), steps=3, batch_size=4, channels=8, eval_n=0)
+    assert model.config["channels"] == 8 and model.config["num_classes"] == 10
+    assert metrics["samples"] == {"skipped": "eval_n=0 (a development run)"}
+    assert metrics["fp16_weights"]["max_abs_diff"] >= 0
+    save_checkpoint(out, model, {"settings": {"steps": 3}}, half=mnist.HALF)
+    back = load_model(out)
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(back(x, 1.0, torch.tensor([3, 10])), model(x, 1.0, torch.tensor([3, 10])),
+                               atol=2e-2, rtol=2e-2)
