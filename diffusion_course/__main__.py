@@ -84,11 +84,7 @@ def cmd_train(args, rest):
 
 def cmd_recipes(args, rest):
     for name, module in RECIPES.items():
-        try:
-            recipe = importlib.import_module(module)
-        except ImportError:
-            print(f"{name:12s} (not available in this version)")
-            continue
+        recipe = importlib.import_module(module)
         print(f"{name:12s} {recipe.__doc__.strip().splitlines()[0]}")
         for k, v in recipe.DEFAULTS.items():
             print(f"    --{k} {v!r}")
@@ -102,12 +98,9 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="output path without suffix (default: checkpoints/<name>)")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
     sub.add_parser("recipes", help="list the recipes and their default settings")
-    for name, module in (("sample", "diffusion_course.cli_sample"), ("bench", "diffusion_course.bench")):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        mod.add_parser(sub)
+    from . import bench, cli_sample
+    cli_sample.add_parser(sub)
+    bench.add_parser(sub)
     args, rest = parser.parse_known_args(argv)
     if args.command == "train":
         return cmd_train(args, rest)

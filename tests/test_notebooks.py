@@ -36,6 +36,7 @@ def test_notebook_conventions(path):
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert "".join(code[0]["source"]) == colab_cell(repo_url()), "first code cell must be the Colab set-up cell"
+    assert "remove-cell" in code[0]["metadata"].get("tags", []), "the Colab cell is hidden from the rendered page"
     assert all(c.get("outputs") is not None for c in code)
     assert any(c["outputs"] for c in code), "notebooks are committed executed"
     for i, c in enumerate(code):

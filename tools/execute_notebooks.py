@@ -31,6 +31,10 @@ def main(paths):
         NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(p.parent)}}).execute()
         for cell in nb.cells:                      # keep the diff of re-executed notebooks small
             cell.metadata.pop("execution", None)
+        colab = next(c for c in nb.cells if c.cell_type == "code")
+        tags = colab.metadata.setdefault("tags", [])
+        if "remove-cell" not in tags:              # the Colab set-up cell is for Colab, not the printed page
+            tags.append("remove-cell")
         nbformat.write(nb, p)
         print(f"{p}: executed in {time.perf_counter() - t0:.0f} s")
 
