@@ -14,8 +14,8 @@ are multiplied by a learned scale, 1 / temperature, because cosines alone are to
 together for a confident softmax.
 
 Measuring it: retrieval recall@k (for each caption, is its image among the k most similar
-of a gallery?) in both directions, and zero-shot classification (embed one prompt per
-class, e.g. every caption that says "red", and pick the class whose prompts are closest).
+of a gallery?) in both directions, and zero-shot classification (embed every caption that
+says "red", every one that says "blue", ..., and pick the color whose captions fit best).
 """
 import math
 
@@ -178,30 +178,44 @@ def retrieval(model, scenes, k=(1, 5)):
 def class_prompts(attribute):
     """Prompts for zero-shot classification of one attribute of a single object, per class.
 
-    Each class gets every canonical caption that names it (prompt ensembling): for "color",
-    class red gets 'a small red circle', 'a large red circle', 'a small red square', ...
+    Each class gets every canonical caption that names it: for "color", class red gets
+    'a small red circle', 'a large red circle', 'a small red square', ... (10 prompts).
     """
     names = {"color": shapes.COLORS, "shape": shapes.SHAPES, "size": shapes.SIZES}
     if attribute not in names:
         raise ValueError(f"zero-shot classes exist for 'color', 'shape' and 'size', not {attribute!r}")
-    prompts = {}
-    for label in names[attribute]:
-        combos = [(c, s, z) for c in shapes.COLORS for s in shapes.SHAPES for z in shapes.SIZES]
-        index = ("color", "shape", "size").index(attribute)
-        prompts[label] = [shapes.describe(*cz) for cz in combos if cz[index] == label]
-    return prompts
+    index = ("color", "shape", "size").index(attribute)
+    combos = [(c, s, z) for c in shapes.COLORS for s in shapes.SHAPES for z in shapes.SIZES]
+    return {label: [shapes.describe(*cz) for cz in combos if cz[index] == label] for label in names[attribute]}
 
 
 @torch.no_grad()
-def zero_shot_classify(model, images, attribute):
-    """Predict an attribute of single-object images from text alone: (B,) class ids.
+def zero_shot_classify(model, images, attribute, method="marginal"):
+    """Predict an attribute of single-object images from text alone: (B,) class ids. No classifier is trained.
 
-    The class vector is the mean of its prompts' embeddings, re-normalized; each image takes
-    the class it is most similar to. No classifier was trained for this.
+    images: (B, 3, 64, 64) pictures, or their (B, embed_dim) embeddings from model.embed_images
+    (to reuse them across attributes).
+
+    method "marginal": a softmax over *all* the prompts (every full description of one object)
+        says how probable each description is; a class's probability is the sum over its
+        prompts (p(red) = p(small red circle) + p(large red circle) + ...).
+    method "mean": the CLIP paper's prompt ensemble: a class vector is the mean of its prompts'
+        embeddings, re-normalized, and each image takes the closest class vector. It suits
+        prompts that differ only in wording; here they describe different objects, and the
+        mean blurs them (the chapter measures how much).
     """
     prompts = class_prompts(attribute)
-    classes = torch.stack([F.normalize(model.embed_prompts(p).mean(0), dim=-1) for p in prompts.values()])
-    return (model.embed_images(images) @ classes.T).argmax(1).cpu()             # (B,)
+    texts = [p for group in prompts.values() for p in group]
+    label = torch.tensor([k for k, group in enumerate(prompts.values()) for _ in group])      # (P,)
+    img = (images if images.dim() == 2 else model.embed_images(images)).float().cpu()          # (B, E)
+    txt = model.embed_prompts(texts).float().cpu()                                             # (P, E)
+    if method == "marginal":
+        p = (model.scale.item() * img @ txt.T).softmax(1)                                        # (B, P)
+        return torch.zeros(len(img), len(prompts)).index_add_(1, label, p).argmax(1)
+    if method == "mean":
+        classes = F.normalize(torch.zeros(len(prompts), txt.shape[1]).index_add_(0, label, txt), dim=1)
+        return (img @ classes.T).argmax(1)
+    raise ValueError(f"method must be 'marginal' or 'mean', got {method!r}")
 
 
 def pair_preference(model, images, right, wrong):
@@ -213,7 +227,8 @@ def pair_preference(model, images, right, wrong):
 def confusing_captions(attrs, kind):
     """(right, wrong) canonical captions for two-object scenes, to probe what CLIP misses.
 
-    kind "relation": wrong swaps the objects' places ("B left of A" for "A left of B").
+    kind "relation": wrong swaps the objects' places ("B left of A" for "A left of B");
+                     pairs of identical objects are dropped.
     kind "binding":  wrong swaps the colors between the objects (same words, other pairing);
                      scenes whose two objects share a color are dropped (returns their mask too).
     Returns right, wrong (lists) and keep, a (B,) bool mask of the scenes used.
@@ -222,18 +237,20 @@ def confusing_captions(attrs, kind):
     keep = a["n_objects"] == 2
     if kind == "binding":
         keep &= a["color"][:, 0] != a["color"][:, 1]
-    elif kind != "relation":
+    elif kind == "relation":                     # two identical objects look the same either way round
+        keep &= (a["color"][:, 0] != a["color"][:, 1]) | (a["shape"][:, 0] != a["shape"][:, 1]) | \
+                (a["size"][:, 0] != a["size"][:, 1])
+    else:
         raise ValueError(f"kind must be 'relation' or 'binding', got {kind!r}")
     right, wrong = [], []
     for i in keep.nonzero().squeeze(1).tolist():
         (c0, c1), (s0, s1), (z0, z1) = a["color"][i].tolist(), a["shape"][i].tolist(), a["size"][i].tolist()
         rel = shapes.RELATIONS[a["relation"][i]]
-        name = lambda c, s, z: shapes.words(c, s, z)                           # noqa: E731
-        right.append(shapes.describe(*name(c0, s0, z0), *name(c1, s1, z1), rel))
+        right.append(shapes.describe(*shapes.words(c0, s0, z0), *shapes.words(c1, s1, z1), rel))
         if kind == "relation":
-            wrong.append(shapes.describe(*name(c1, s1, z1), *name(c0, s0, z0), rel))
+            wrong.append(shapes.describe(*shapes.words(c1, s1, z1), *shapes.words(c0, s0, z0), rel))
         else:
-            wrong.append(shapes.describe(*name(c1, s0, z0), *name(c0, s1, z1), rel))
+            wrong.append(shapes.describe(*shapes.words(c1, s0, z0), *shapes.words(c0, s1, z1), rel))
     return right, wrong, keep
 
 
@@ -275,8 +292,9 @@ def evaluate(model, galleries=10, gallery_size=100, n=1000, seed=10_000):
         for key in runs[0]:
             out[f"{name}_{key}"] = round(sum(r[key] for r in runs) / len(runs), 4)
         single = shapes.make_scenes(n, seed=seed + 1000, split=split, p_two=0.0)
+        img = model.embed_images(single.images)
         for attribute in ("color", "shape", "size"):
-            pred = zero_shot_classify(model, single.images, attribute)
+            pred = zero_shot_classify(model, img, attribute)
             out[f"{name}_zero_shot_{attribute}"] = round((pred == single.attrs[attribute][:, 0].cpu())
                                                          .float().mean().item(), 4)
     pairs = shapes.make_scenes(n, seed=seed + 2000, split="train", p_two=1.0)

@@ -19,7 +19,6 @@ al. 2017) that never look at padding. It returns a state per token (what the U-N
 cross-attention reads) and a pooled vector per prompt (the masked mean; what CLIP compares).
 """
 import difflib
-import re
 import warnings
 
 import torch
@@ -84,7 +83,7 @@ class Tokenizer:
                              f"got unknown={unknown!r}, too_long={too_long!r}")
         if len(texts) == 0:
             raise ValueError("encode got an empty list of prompts; give at least one")
-        ids = torch.full((len(texts), self.max_len), self.pad_id, dtype=torch.long)
+        rows = []
         for i, text in enumerate(texts):
             words = self.split(text)
             if not words:
@@ -104,7 +103,8 @@ class Tokenizer:
                     raise ValueError(msg + "; shorten it, or pass too_long='truncate' to drop them")
                 warnings.warn(msg + "; they are dropped", stacklevel=2)
                 words = words[:self.max_len]
-            ids[i, :len(words)] = torch.tensor([self.index.get(w, self.unk_id) for w in words])
+            rows.append([self.index.get(w, self.unk_id) for w in words] + [self.pad_id] * (self.max_len - len(words)))
+        ids = torch.tensor(rows, dtype=torch.long)                       # (B, L)
         return ids, ids != self.pad_id                                   # (B, L), (B, L)
 
     def decode(self, ids):

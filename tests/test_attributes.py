@@ -43,8 +43,10 @@ def test_predict_decodes_the_heads():
 
 
 def test_accuracy_counts_only_real_objects():
-    a = {"relation": torch.tensor([-1, 0, 1, -1]), "color": torch.tensor([[1, -1], [2, 3], [4, 5], [6, -1]]),
-         "shape": torch.tensor([[0, -1], [1, 2], [3, 4], [0, -1]]), "size": torch.tensor([[0, -1], [1, 0], [0, 1], [1, -1]])}
+    a = {"relation": torch.tensor([-1, 0, 1, -1]),
+         "color": torch.tensor([[1, -1], [2, 3], [4, 5], [6, -1]]),
+         "shape": torch.tensor([[0, -1], [1, 2], [3, 4], [0, -1]]),
+         "size": torch.tensor([[0, -1], [1, 0], [0, 1], [1, -1]])}
     pred = {k: v.clone() for k, v in a.items()}
     pred["color"][1, 1] = 0                        # one wrong color out of 6 objects
     pred["color"][0, 1] = 7                        # garbage for an absent object: must not count

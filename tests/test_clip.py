@@ -7,7 +7,7 @@ import torch
 from diffusion_course import shapes
 from diffusion_course.checkpoint import load_model, save_checkpoint
 from diffusion_course.clip import (CLIP, ImageEncoder, class_prompts, clip_loss, confusing_captions,
-                                   counting_scenes, recall_at_k)
+                                   counting_scenes, recall_at_k, zero_shot_classify)
 
 LOGITS = [[2.0, 0.5, -1.0],
           [0.0, 1.0, 0.3],
@@ -24,7 +24,8 @@ def hand_ce(rows):
 
 def test_loss_matches_hand_computation():
     columns = [list(c) for c in zip(*LOGITS)]
-    # the same numbers worked out with plain math: rows 0.2413, 0.6230, 1.6421 -> 0.8355; columns 0.5550, 0.6041, 0.8781 -> 0.6791
+    # the same numbers worked out with plain math:
+    # rows 0.2413, 0.6230, 1.6421 -> 0.8355; columns 0.5550, 0.6041, 0.8781 -> 0.6791
     assert hand_ce(LOGITS) == pytest.approx(0.8355, abs=1e-4)
     assert hand_ce(columns) == pytest.approx(0.6791, abs=1e-4)
     want = (hand_ce(LOGITS) + hand_ce(columns)) / 2
@@ -38,8 +39,10 @@ def test_loss_with_shared_targets_by_hand():
     same = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=torch.bool)
     logsm = lambda row, j: row[j] - math.log(sum(math.exp(v) for v in row))    # noqa: E731
     rows, cols = LOGITS, [list(c) for c in zip(*LOGITS)]
-    img = (-(logsm(rows[0], 0) + logsm(rows[0], 2)) / 2 - logsm(rows[1], 1) - (logsm(rows[2], 0) + logsm(rows[2], 2)) / 2) / 3
-    txt = (-(logsm(cols[0], 0) + logsm(cols[0], 2)) / 2 - logsm(cols[1], 1) - (logsm(cols[2], 0) + logsm(cols[2], 2)) / 2) / 3
+    img = (-(logsm(rows[0], 0) + logsm(rows[0], 2)) / 2 - logsm(rows[1], 1)
+           - (logsm(rows[2], 0) + logsm(rows[2], 2)) / 2) / 3
+    txt = (-(logsm(cols[0], 0) + logsm(cols[0], 2)) / 2 - logsm(cols[1], 1)
+           - (logsm(cols[2], 0) + logsm(cols[2], 2)) / 2) / 3
     assert clip_loss(torch.tensor(LOGITS), same).item() == pytest.approx((img + txt) / 2, rel=1e-6)
 
 
@@ -138,8 +141,10 @@ def test_zero_shot_prompts_and_probe_captions():
     with pytest.raises(ValueError):
         class_prompts("position")
     a = shapes.sample_attributes(50, seed=3, p_two=1.0)
+    a["color"][0, 1], a["shape"][0, 1], a["size"][0, 1] = a["color"][0, 0], a["shape"][0, 0], a["size"][0, 0]
     right, wrong, keep = confusing_captions(a, "relation")
-    assert len(right) == 50 and all(sorted(r.split()) == sorted(w.split()) and r != w for r, w in zip(right, wrong))
+    assert not keep[0] and len(right) == 49
+    assert all(sorted(r.split()) == sorted(w.split()) and r != w for r, w in zip(right, wrong))
     right, wrong, keep = confusing_captions(a, "binding")
     assert len(right) == int((a["color"][:, 0] != a["color"][:, 1]).sum())
     assert all(sorted(r.split()) == sorted(w.split()) and r != w for r, w in zip(right, wrong))
@@ -164,3 +169,34 @@ def test_recipe_end_to_end(tmp_path):
     assert loaded.tokenizer.words == model.tokenizer.words
     torch.testing.assert_close(loaded.embed_prompts("a small red circle"), model.embed_prompts("a small red circle"),
                                atol=2e-3, rtol=0)                     # fp16 weights
+
+
+class StubModel:
+    """Random but fixed embeddings for prompts and images: enough to check the zero-shot arithmetic."""
+    scale = torch.tensor(10.0)
+
+    def embed_prompts(self, texts):
+        return torch.nn.functional.normalize(torch.stack([torch.randn(8, generator=torch.Generator().manual_seed(
+            sum(map(ord, t)) * 7 + len(t))) for t in texts]), dim=1)
+
+    def embed_images(self, images):
+        return torch.nn.functional.normalize(images.flatten(1)[:, :8], dim=1)
+
+
+def test_zero_shot_marginal_by_hand():
+    model, images = StubModel(), torch.randn(20, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    for attribute in ("color", "shape", "size"):
+        prompts = class_prompts(attribute)
+        img = model.embed_images(images)
+        probs = (10.0 * img @ model.embed_prompts([p for g in prompts.values() for p in g]).T).softmax(1)
+        want, start = [], 0
+        for group in prompts.values():                       # sum the probabilities of each class's prompts
+            want.append(probs[:, start:start + len(group)].sum(1))
+            start += len(group)
+        want = torch.stack(want, 1).argmax(1)
+        assert torch.equal(zero_shot_classify(model, images, attribute), want)
+        mean = torch.stack([torch.nn.functional.normalize(model.embed_prompts(g).mean(0), dim=0)
+                            for g in prompts.values()])
+        assert torch.equal(zero_shot_classify(model, images, attribute, method="mean"), (img @ mean.T).argmax(1))
+    with pytest.raises(ValueError, match="marginal"):
+        zero_shot_classify(model, images, "color", method="vote")

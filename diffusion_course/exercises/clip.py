@@ -43,16 +43,15 @@ def recall_at_1(sim):
     return (sim.diagonal() > others.max(1).values).float().mean().item()
 
 
-def zero_shot_predict(image_emb, prompt_emb, prompt_class, n_classes):
+def zero_shot_predict(image_emb, prompt_emb, prompt_class, n_classes, scale):
     """Classify images with prompts only.
 
     image_emb (N, D) and prompt_emb (P, D) unit vectors; prompt_class (P,) the class of each
-    prompt. A class vector is the mean of its prompts' vectors, normalized to length 1; each
-    image gets the class whose vector has the largest dot product with it: (N,) int64.
+    prompt. Logits scale * image_emb @ prompt_emb.T, a softmax over the P prompts, then each
+    class's probability is the sum over its prompts; return the most probable class, (N,) int64.
     """
-    classes = torch.zeros(n_classes, prompt_emb.shape[1]).index_add_(0, prompt_class, prompt_emb)
-    classes = classes / classes.norm(dim=1, keepdim=True)
-    return (image_emb @ classes.T).argmax(1)
+    p = (scale * image_emb @ prompt_emb.T).softmax(dim=1)                      # (N, P)
+    return torch.zeros(len(image_emb), n_classes).index_add_(1, prompt_class, p).argmax(1)
 
 
 # ---- random inputs -------------------------------------------------------------------------
@@ -102,7 +101,7 @@ def _zero_shot_cases(seed):
         prompt_class = torch.arange(c).repeat_interleave(per)[torch.randperm(c * per, generator=gen)]
         prompts = F.normalize(torch.randn(c * per, d, generator=gen), dim=1)
         images = F.normalize(torch.randn(n, d, generator=gen), dim=1)
-        cases.append((images, prompts, prompt_class, c))
+        cases.append((images, prompts, prompt_class, c, rng.choice([1.0, 5.0, 20.0])))
     return cases
 
 
@@ -124,5 +123,5 @@ def check_recall_at_1(fn, seed=None):
 
 
 def check_zero_shot_predict(fn, seed=None):
-    """Check `fn(image_emb, prompt_emb, prompt_class, n_classes)` -> (N,) predicted class ids."""
+    """Check `fn(image_emb, prompt_emb, prompt_class, n_classes, scale)` -> (N,) predicted class ids."""
     return check("zero_shot_predict", fn, zero_shot_predict, _zero_shot_cases(seed))

@@ -16,12 +16,12 @@ from ..train import train
 
 NAME = "shapes_attributes"
 HALF = True
-DEFAULTS = dict(steps=4000, batch_size=256, lr=1e-3, weight_decay=0.05, warmup=200, ema_decay=0.999,
-                width=32, dim=256, dropout=0.1, p_two=0.5, split="all", seed=0, eval_n=5000)
+DEFAULTS = dict(steps=1500, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=100, ema_decay=0.99,
+                width=16, dim=256, dropout=0.1, p_two=0.5, split="all", seed=0, eval_n=1000)
 
 
-def run(out, device, steps=4000, batch_size=256, lr=1e-3, weight_decay=0.05, warmup=200, ema_decay=0.999,
-        width=32, dim=256, dropout=0.1, p_two=0.5, split="all", seed=0, eval_n=5000):
+def run(out, device, steps=1500, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=100, ema_decay=0.99,
+        width=16, dim=256, dropout=0.1, p_two=0.5, split="all", seed=0, eval_n=1000):
     def get_batch(gen):
         scenes = make_scenes(batch_size, split=split, p_two=p_two, generator=gen, device=device)
         return scenes.images, scenes.attrs

@@ -20,13 +20,13 @@ from ..train import train
 
 NAME = "clip_shapes"
 HALF = True
-DEFAULTS = dict(steps=8000, batch_size=512, lr=5e-4, weight_decay=0.05, warmup=500, ema_decay=0.999,
-                embed_dim=128, text_dim=128, text_depth=3, heads=4, width=32, image_dim=256, p_two=0.5,
+DEFAULTS = dict(steps=3000, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=100, ema_decay=0.995,
+                embed_dim=64, text_dim=64, text_depth=2, heads=4, width=16, image_dim=128, p_two=0.5,
                 seed=0, eval_galleries=10, eval_n=1000)
 
 
-def run(out, device, steps=8000, batch_size=512, lr=5e-4, weight_decay=0.05, warmup=500, ema_decay=0.999,
-        embed_dim=128, text_dim=128, text_depth=3, heads=4, width=32, image_dim=256, p_two=0.5, seed=0,
+def run(out, device, steps=3000, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=100, ema_decay=0.995,
+        embed_dim=64, text_dim=64, text_depth=2, heads=4, width=16, image_dim=128, p_two=0.5, seed=0,
         eval_galleries=10, eval_n=1000):
     tokenizer = Tokenizer()
 

@@ -30,9 +30,9 @@ NAME = "mnist_unet"
 HALF = True
 N_TRAIN = 9000                          # images [0, 9000) train, [9000, 10000) are held out
 NULL = 10                               # the null class: "any digit"
-DEFAULTS = dict(steps=15000, batch_size=256, lr=1e-3, channels=32, num_res_blocks=1, dropout=0.1,
-                p_uncond=0.1, sigma_min=0.01, sigma_max=80.0, ema_decay=0.999, seed=0,
-                eval_n=2000, eval_cfg_scale=2.0, channels_last=False, compile=False)
+DEFAULTS = dict(steps=1500, batch_size=32, lr=2e-3, channels=16, num_res_blocks=1, dropout=0.1,
+                p_uncond=0.1, sigma_min=0.01, sigma_max=80.0, ema_decay=0.995, seed=0,
+                eval_n=500, eval_cfg_scale=3.0, channels_last=False, compile=False)
 
 
 def sampling_sigmas(steps, sigma_min=0.01, sigma_max=80.0):
@@ -138,9 +138,9 @@ def fp16_check(model, n=64, steps=50, seed=0, sigma_min=0.01, sigma_max=80.0):
             "mean_abs_diff": round((a - b).abs().mean().item(), 5)}
 
 
-def run(out, device, steps=15000, batch_size=256, lr=1e-3, channels=32, num_res_blocks=1, dropout=0.1,
-        p_uncond=0.1, sigma_min=0.01, sigma_max=80.0, ema_decay=0.999, seed=0, eval_n=2000,
-        eval_cfg_scale=2.0, channels_last=False, compile=False):
+def run(out, device, steps=1500, batch_size=32, lr=2e-3, channels=16, num_res_blocks=1, dropout=0.1,
+        p_uncond=0.1, sigma_min=0.01, sigma_max=80.0, ema_decay=0.995, seed=0, eval_n=500,
+        eval_cfg_scale=3.0, channels_last=False, compile=False):
     images, labels = load_mnist("test")                                # (10000, 1, 28, 28) in [-1, 1]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x_train = images[:N_TRAIN].to(device).contiguous(memory_format=fmt)

@@ -2,8 +2,8 @@
 
 Data: fresh scenes every step, drawn on the device from the training loop's generator
 (shapes.py, split="train": the held-out color+shape pairs never appear). Loss: L1
-reconstruction + kl_weight * KL per latent value. After training, the latent shift and scale
-are measured on 2,000 training scenes and stored in the model's config (so in the card).
+reconstruction + kl_weight * KL per pixel value (see vae.vae_loss). After training, the latent shift and scale
+are measured on 2,000 scenes and stored in the model's config (so in the card).
 
     python -m diffusion_course train vae
 
@@ -11,33 +11,34 @@ Metrics, on scenes never seen in training (seeded, drawn on the CPU, so any mach
 redraw them): PSNR and SSIM of the reconstructions (mean over scenes, and the 5% worst),
 also on scenes that all hold a held-out color+shape pair; KL in bits per latent value; the
 mean and std of the scaled latents (should be about 0 and 1); the PSNR with the fp16-rounded
-weights that the checkpoint stores. Then the chapter's trade-off experiments, with smaller
-models trained for `sweep_steps` steps each (0 skips them): PSNR against the downsampling
+weights that the checkpoint stores. Then the chapter's trade-off experiments, with shorter
+runs of `sweep_steps` steps each (0 skips them): PSNR against the downsampling
 factor (4, 8, 16) and against the KL weight, with the KL bits, the encoder's noise relative
 to the latent's spread, and the PSNR when the latent is nudged by noise.
 """
 import copy
+import math
 
 import torch
 
 from ..shapes import make_scenes, render, sample_attributes
 from ..train import train
-from ..vae import VAE, kl_bits, measure_scale, psnr, ssim, vae_loss
+from ..vae import VAE, kl_bits, kl_divergence, measure_scale, psnr, ssim, vae_loss
 
 NAME = "vae_shapes"
 HALF = True
 EVAL_SEED = 10_000                      # evaluation scenes: seeds the training generator never uses
 SCALE_SEED = 20_000
-DEFAULTS = dict(steps=8000, batch_size=128, lr=1e-3, factor=8, latent_channels=4, width=32, enc_blocks=1,
-                dec_blocks=2, kl_weight=1e-4, recon="l1", ema_decay=0.999, seed=0, eval_n=2000,
-                sweep_steps=2000, sweep_width=16, sweep_batch_size=64)
+DEFAULTS = dict(steps=12000, batch_size=128, lr=1e-3, factor=8, latent_channels=4, width=16, enc_blocks=1,
+                dec_blocks=2, kl_weight=1e-2, recon="l1", ema_decay=0.999, seed=0, eval_n=2000,
+                scale_n=2000, sweep_steps=2000, sweep_width=16, sweep_batch_size=64)
 SWEEP = [dict(factor=4), dict(factor=8), dict(factor=16),                  # compression: 12x, 48x, 192x
-         dict(kl_weight=0.0), dict(kl_weight=1e-2), dict(kl_weight=1.0)]   # KL weight (factor 8)
+         dict(kl_weight=0.0), dict(kl_weight=0.1), dict(kl_weight=1.0), dict(kl_weight=100.0)]  # factor 8
 NUDGE = 0.3                             # latent noise (in units of the latent's std) for the robustness test
 
 
-def train_vae(device, steps, batch_size=128, lr=1e-3, factor=8, latent_channels=4, width=32, enc_blocks=1,
-              dec_blocks=2, kl_weight=1e-4, recon="l1", ema_decay=0.999, seed=0, state_path=None, desc="VAE",
+def train_vae(device, steps, batch_size=128, lr=1e-3, factor=8, latent_channels=4, width=16, enc_blocks=1,
+              dec_blocks=2, kl_weight=1e-2, recon="l1", ema_decay=0.999, seed=0, state_path=None, desc="VAE",
               scale_n=2000):
     """Train a VAE on fresh shapes scenes and measure its latent scale. Returns (EMA model, TrainRun)."""
     def get_batch(gen):                                  # fresh scenes, drawn on the device
@@ -83,26 +84,32 @@ def evaluate(vae, images, batch_size=250):
     mean = torch.cat([m for m, _ in moments]).float()
     logvar = torch.cat([v for _, v in moments]).float()
     z = (mean - vae.shift) * vae.scale
+    per_channel = kl_divergence(mean, logvar).mean((0, 2, 3)) / math.log(2)             # (latent_channels,)
     return {"n": len(images), "psnr_db": round(p.mean().item(), 2),
             "psnr_db_worst5pct": round(p.sort().values[: max(1, len(p) // 20)].mean().item(), 2),
             "ssim": round(s.mean().item(), 4), "kl_bits_per_latent_value": round(kl_bits(mean, logvar), 3),
+            "kl_bits_per_channel": [round(v, 3) for v in per_channel.tolist()],
             "encoder_noise_std": round((0.5 * logvar).exp().mean().item() * vae.scale, 4),
-            "latent_mean": round(z.mean().item(), 3), "latent_std": round(z.std().item(), 3)}
+            "latent_mean": round(z.mean().item(), 3), "latent_std": round(z.std().item(), 3),
+            "latent_beyond_4std": round((z.abs() > 4).float().mean().item(), 5)}
 
 
-def sweep(device, steps=2000, width=16, batch_size=64, runs=SWEEP, n_eval=500, seed=0, log=print, **base):
+def sweep(device, steps=2000, width=16, batch_size=64, runs=SWEEP, n_eval=500, scale_n=500, seed=0, log=print,
+          **base):
     """The chapter's trade-off experiments: one small VAE per entry of `runs` (overrides of `base`).
 
     Each is trained for `steps` steps and evaluated on n_eval held-out scenes. Returns a list of
-    dicts: the settings, psnr_db, ssim, kl_bits_per_latent_value, encoder_noise_std (the std of
-    the encoder's Gaussian in units of the latent's spread) and psnr_db_nudged (PSNR after adding
-    noise of std NUDGE to the latent: how gracefully the decoder treats slightly-off latents).
+    dicts: the settings, psnr_db, ssim, kl_bits_per_latent_value (also per channel: a channel near
+    0 bits is switched off), encoder_noise_std (the std of the encoder's Gaussian in units of the
+    latent's spread), latent_beyond_4std (how often a scaled latent value lies beyond +-4; 6e-5 for
+    a Gaussian) and psnr_db_nudged (PSNR after adding noise of std NUDGE to the latent: how
+    gracefully the decoder treats slightly-off latents).
     """
     test = make_scenes(n_eval, seed=EVAL_SEED).images
     results = []
     for override in runs:
-        settings = {"factor": 8, "kl_weight": 1e-4, **base, **override}
-        vae, run = train_vae(device, steps, batch_size=batch_size, width=width, seed=seed, scale_n=500,
+        settings = {"factor": 8, "kl_weight": DEFAULTS["kl_weight"], **base, **override}
+        vae, run = train_vae(device, steps, batch_size=batch_size, width=width, seed=seed, scale_n=scale_n,
                              desc=f"VAE f={settings['factor']} kl={settings['kl_weight']:g}", **settings)
         metrics = evaluate(vae, test)
         nudged = psnr(reconstruct(vae, test, nudge=NUDGE), test).mean().item()
@@ -110,7 +117,8 @@ def sweep(device, steps=2000, width=16, batch_size=64, runs=SWEEP, n_eval=500, s
         row = {"factor": settings["factor"], "kl_weight": settings["kl_weight"], "latent_shape": list(shape),
                "compression": round(test[0].numel() / torch.Size(shape).numel(), 2), "steps": steps,
                "width": width, "batch_size": batch_size,
-               **{k: metrics[k] for k in ("psnr_db", "ssim", "kl_bits_per_latent_value", "encoder_noise_std")},
+               **{k: metrics[k] for k in ("psnr_db", "ssim", "kl_bits_per_latent_value", "kl_bits_per_channel",
+                                          "encoder_noise_std", "latent_beyond_4std")},
                "psnr_db_nudged": round(nudged, 2), "nudge": NUDGE, "n_eval": n_eval,
                "train_seconds": round(run.seconds, 1)}
         results.append(row)
@@ -120,11 +128,11 @@ def sweep(device, steps=2000, width=16, batch_size=64, runs=SWEEP, n_eval=500, s
     return results
 
 
-def run(out, device, steps=8000, batch_size=128, lr=1e-3, factor=8, latent_channels=4, width=32, enc_blocks=1,
-        dec_blocks=2, kl_weight=1e-4, recon="l1", ema_decay=0.999, seed=0, eval_n=2000, sweep_steps=2000,
-        sweep_width=16, sweep_batch_size=64):
+def run(out, device, steps=12000, batch_size=128, lr=1e-3, factor=8, latent_channels=4, width=16, enc_blocks=1,
+        dec_blocks=2, kl_weight=1e-2, recon="l1", ema_decay=0.999, seed=0, eval_n=2000, scale_n=2000,
+        sweep_steps=2000, sweep_width=16, sweep_batch_size=64):
     vae, result = train_vae(device, steps, batch_size, lr, factor, latent_channels, width, enc_blocks, dec_blocks,
-                            kl_weight, recon, ema_decay, seed, state_path=out + ".run")
+                            kl_weight, recon, ema_decay, seed, state_path=out + ".run", scale_n=scale_n)
     test = make_scenes(eval_n, seed=EVAL_SEED).images                                    # (N, 3, 64, 64)
     held = make_scenes(min(eval_n, 500), seed=EVAL_SEED + 1, split="heldout").images
     half = copy.deepcopy(vae)
@@ -136,7 +144,7 @@ def run(out, device, steps=8000, batch_size=128, lr=1e-3, factor=8, latent_chann
                "latent_shape": list(vae.latent_shape(test.shape)[1:]),
                "compression": round(test[0].numel() / torch.Size(vae.latent_shape(test.shape)[1:]).numel(), 2),
                "shift": round(vae.shift, 5), "scale": round(vae.scale, 5),
-               "scale_measured_on": f"make_scenes(2000, seed={SCALE_SEED})",
+               "scale_measured_on": f"make_scenes({scale_n}, seed={SCALE_SEED})",
                "test": {**evaluate(vae, test), "scenes": f"make_scenes({eval_n}, seed={EVAL_SEED})"},
                "heldout_pairs": {**evaluate(vae, held),
                                  "scenes": f"make_scenes({len(held)}, seed={EVAL_SEED + 1}, split='heldout')"},
