@@ -153,15 +153,18 @@ def test_ssim_hand_computed():
 
 def test_quantize():
     z = torch.tensor([-5.0, -2.0, -0.1, 0.1, 2.0, 5.0])
-    torch.testing.assert_close(quantize(z, 1), torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5]))
-    torch.testing.assert_close(quantize(z, 2), torch.tensor([-2.25, -2.25, -0.75, 0.75, 2.25, 2.25]))
+    torch.testing.assert_close(quantize(z, 1, limit=3.0), torch.tensor([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5]))
+    torch.testing.assert_close(quantize(z, 2, limit=3.0), torch.tensor([-2.25, -2.25, -0.75, 0.75, 2.25, 2.25]))
+    torch.testing.assert_close(quantize(z, 1), torch.tensor([-2.5, -2.5, -2.5, 2.5, 2.5, 2.5]))   # default +-5
     w = torch.linspace(-3, 3, 1001)
     for bits in (3, 6):
-        q = quantize(w, bits)
+        q = quantize(w, bits, limit=3.0)
         assert q.unique().numel() == 2 ** bits
         assert (q - w).abs().max() <= 3.0 / 2 ** bits + 1e-6   # at most half a step away
     with pytest.raises(ValueError, match="positive integer"):
         quantize(z, 0)
+    with pytest.raises(ValueError, match="limit must be a positive"):
+        quantize(z, 2, limit=0)
 
 
 def test_vae_loss_is_reconstruction_plus_weighted_kl():
@@ -170,7 +173,8 @@ def test_vae_loss_is_reconstruction_plus_weighted_kl():
     x = blobs(2, 32)
     loss = vae_loss(vae, x, torch.Generator().manual_seed(7), kl_weight=0.1, recon="mse")
     x_hat, mean, logvar = vae(x, torch.Generator().manual_seed(7))
-    hand = (x_hat - x).pow(2).mean() + 0.1 * kl_divergence(mean, logvar).mean()
+    # the KL is summed over the latent values and divided by the image's pixel values (3 * 32 * 32)
+    hand = (x_hat - x).pow(2).mean() + 0.1 * kl_divergence(mean, logvar).sum() / 2 / (3 * 32 * 32)
     torch.testing.assert_close(loss, hand)
     with pytest.raises(ValueError, match="'l1' or 'mse'"):
         vae_loss(vae, x, recon="l3")
@@ -182,8 +186,36 @@ def test_training_reduces_reconstruction_error():
     vae = VAE(factor=2, width=8, enc_blocks=1, dec_blocks=1)
     with torch.no_grad():
         before = psnr(vae.decode(vae.encode(x)), x).mean().item()
-    run = train(vae, lambda m, b, g: vae_loss(m, b, g, kl_weight=1e-4), lambda g: x, steps=150, lr=3e-3,
+    run = train(vae, lambda m, b, g: vae_loss(m, b, g, kl_weight=1e-2), lambda g: x, steps=150, lr=3e-3,
                 warmup=10, device="cpu", ema_decay=0.0)
     with torch.no_grad():
         after = psnr(run.model.decode(run.model.encode(x)), x).mean().item()
     assert after > before + 8, (before, after)
+
+
+def test_recipe_trains_measures_and_resumes(tmp_path):
+    import inspect
+
+    from diffusion_course.recipes import vae as recipe
+    sig = inspect.signature(recipe.run).parameters
+    assert {k: v.default for k, v in sig.items() if k not in ("out", "device")} == recipe.DEFAULTS
+    out = str(tmp_path / "vae")
+    small = dict(steps=4, batch_size=4, width=8, dec_blocks=1, eval_n=16, scale_n=32, sweep_steps=0)
+    model, metrics = recipe.run(out, "cpu", **{**recipe.DEFAULTS, **small})
+    assert metrics["latent_shape"] == [4, 8, 8] and metrics["compression"] == 48.0
+    assert metrics["scale"] == round(model.config["scale"], 5) and metrics["shift"] == round(model.config["shift"], 5)
+    assert set(metrics["test"]) >= {"psnr_db", "ssim", "kl_bits_per_latent_value", "kl_bits_per_channel", "latent_std"}
+    assert len(metrics["test"]["kl_bits_per_channel"]) == 4
+    assert "sweep" not in metrics
+    again, _ = recipe.run(out, "cpu", **{**recipe.DEFAULTS, **small})        # resumes: same weights
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_sweep_reports_each_setting():
+    from diffusion_course.recipes import vae as recipe
+    rows = recipe.sweep("cpu", steps=2, width=8, batch_size=2, runs=[dict(factor=16), dict(kl_weight=1.0)],
+                        n_eval=8, scale_n=8, log=None, dec_blocks=1)
+    assert [(r["factor"], r["kl_weight"]) for r in rows] == [(16, recipe.DEFAULTS["kl_weight"]), (8, 1.0)]
+    assert rows[0]["latent_shape"] == [4, 4, 4] and rows[0]["compression"] == 192.0
+    assert all(math.isfinite(r[k]) for r in rows for k in ("psnr_db", "psnr_db_nudged", "encoder_noise_std"))
