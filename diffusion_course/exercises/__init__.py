@@ -11,9 +11,20 @@ tests can treat as a bool:
 On a mismatch it names the first input where the answers differ and how (shape, dtype,
 values), so the learner knows what to look at.
 """
+import random
 from dataclasses import dataclass
 
 import torch
+
+N_CASES = 12  # random inputs per check
+
+
+def generators(seed=None):
+    """A torch.Generator and a random.Random seeded alike: fresh inputs for every check, or
+    repeatable ones when a seed is given (`check_x(fn, seed=3)`)."""
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    return torch.Generator().manual_seed(int(seed)), random.Random(int(seed))
 
 
 @dataclass

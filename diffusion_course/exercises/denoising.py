@@ -8,13 +8,11 @@ one line (see `diffusion_course.exercises.check`). Pass `seed=` to repeat a run 
     ✅ ddim_step: matches the reference on 12 random inputs.
 """
 import math
-import random
 
 import torch
 
-from . import check
+from . import N_CASES, check, generators as _generator
 
-N_CASES = 12
 
 
 # ---- the reference solutions ------------------------------------------------------------
@@ -48,12 +46,6 @@ def guide(eps_cond, eps_uncond, cfg_scale):
 
 
 # ---- random inputs -------------------------------------------------------------------------
-
-def _generator(seed):
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**31)
-    return torch.Generator().manual_seed(int(seed)), random.Random(int(seed))
-
 
 def _ideal_cases(seed):
     gen, rng = _generator(seed)

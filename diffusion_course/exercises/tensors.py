@@ -9,13 +9,11 @@ works for one shape is caught.
     >>> ex.check_hwc_to_chw(lambda x: x.permute(2, 0, 1))
     ✅ hwc_to_chw: matches the reference on 12 random inputs.
 """
-import random
 
 import torch
 
-from . import check
+from . import N_CASES, check, generators as _generator
 
-N_CASES = 12
 
 
 # ---- the reference solutions ------------------------------------------------------------
@@ -51,12 +49,6 @@ def center_crop(x, size):
 
 
 # ---- random inputs -------------------------------------------------------------------------
-
-def _generator(seed):
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**31)
-    return torch.Generator().manual_seed(int(seed)), random.Random(int(seed))
-
 
 def _image(rng, gen, shape, uint8=None):
     """A random image tensor: uint8 in [0, 255] or float32 in [0, 1] (half of each by default)."""
