@@ -1,11 +1,10 @@
-"""Exercises for the chapter "Forward noising": noising, the alpha-bar form, combined noise, SNR in dB."""
+"""Exercises for the chapter "Forward noising": noising, the alpha-bar form, combined noise, SNR in dB.
+
+Each check runs a few hand-picked cases, then N_CASES fresh random ones (repeatable with `seed=`).
+"""
 import torch
 
-from . import check
-
-
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
+from . import N_CASES, check, generators
 
 
 def add_noise_reference(x0, sigma, eps):
@@ -13,14 +12,15 @@ def add_noise_reference(x0, sigma, eps):
     return x0 + sigma.view(-1, *([1] * (x0.ndim - 1))) * eps
 
 
-def check_add_noise(fn):
+def check_add_noise(fn, seed=None):
     """fn(x0 (B, C, H, W), sigma (B,), eps (B, C, H, W)) -> x_sigma (B, C, H, W)."""
+    gen, rng = generators(seed)
     cases = []
-    for seed, shape in enumerate([(1, 1, 4, 4), (3, 1, 28, 28), (5, 3, 8, 8), (2, 4, 6, 5)]):
-        g = _gen(seed)
-        x0 = torch.rand(shape, generator=g) * 2 - 1
-        sigma = torch.rand(shape[0], generator=g) * 5
-        cases.append((x0, sigma, torch.randn(shape, generator=g)))
+    for shape in [(1, 1, 4, 4), (3, 1, 28, 28)] + [(rng.randint(1, 5), rng.choice([1, 3, 4]), rng.randint(2, 12),
+                                                    rng.randint(2, 12)) for _ in range(N_CASES)]:
+        x0 = torch.rand(shape, generator=gen) * 2 - 1
+        sigma = torch.rand(shape[0], generator=gen) * 5
+        cases.append((x0, sigma, torch.randn(shape, generator=gen)))
     return check("add_noise", fn, add_noise_reference, cases)
 
 
@@ -29,10 +29,11 @@ def sigma_from_alpha_bar_reference(alpha_bar):
     return (1.0 / alpha_bar - 1.0).sqrt()
 
 
-def check_sigma_from_alpha_bar(fn):
+def check_sigma_from_alpha_bar(fn, seed=None):
     """fn(alpha_bar (N,) in (0, 1]) -> sigma (N,)."""
+    gen, rng = generators(seed)
     cases = [(torch.tensor([1.0, 0.5, 0.2, 0.01]),)]
-    cases += [(torch.rand(n, generator=_gen(10 + n)) * 0.999 + 0.001,) for n in (1, 7, 50)]
+    cases += [(torch.rand(rng.randint(1, 50), generator=gen) * 0.999 + 0.001,) for _ in range(N_CASES)]
     return check("sigma_from_alpha_bar", fn, sigma_from_alpha_bar_reference, cases)
 
 
@@ -41,10 +42,11 @@ def combined_sigma_reference(sigmas):
     return sigmas.pow(2).sum().sqrt()
 
 
-def check_combined_sigma(fn):
+def check_combined_sigma(fn, seed=None):
     """fn(sigmas (K,)) -> one sigma (a 0-D tensor): the total noise of K steps of noise."""
+    gen, rng = generators(seed)
     cases = [(torch.tensor([0.5, 0.5, 0.5, 0.5]),), (torch.tensor([3.0, 4.0]),)]
-    cases += [(torch.rand(k, generator=_gen(20 + k)) * 2,) for k in (1, 10, 1000)]
+    cases += [(torch.rand(rng.choice([1, 2, 10, 1000]), generator=gen) * 2,) for _ in range(N_CASES)]
     return check("combined_sigma", fn, combined_sigma_reference, cases)
 
 
@@ -53,8 +55,10 @@ def snr_db_reference(sigma, signal_var=1.0):
     return 10 * torch.log10(signal_var / sigma ** 2)
 
 
-def check_snr_db(fn):
+def check_snr_db(fn, seed=None):
     """fn(sigma (N,), signal_var (float)) -> SNR in dB (N,)."""
+    gen, rng = generators(seed)
     cases = [(torch.tensor([1.0, 10.0, 0.1]), 1.0), (torch.tensor([0.5, 2.0]), 0.4)]
-    cases += [(torch.rand(n, generator=_gen(30 + n)) * 20 + 0.01, 0.1 + n / 10) for n in (3, 20)]
+    cases += [(torch.rand(rng.randint(1, 20), generator=gen) * 20 + 0.01, round(rng.uniform(0.1, 2.0), 3))
+              for _ in range(N_CASES)]
     return check("snr_db", fn, snr_db_reference, cases)
