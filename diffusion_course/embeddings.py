@@ -222,7 +222,7 @@ def train_word_vectors(docs, vocab_size, dim=16, window=None, negatives=5, steps
         raise ValueError(f"vocab_size must be an integer >= 2, got {vocab_size!r}")
     if not isinstance(negatives, int) or negatives < 1:
         raise ValueError(f"negatives must be a positive integer (fake contexts per real pair), got {negatives!r}")
-    device = get_device(device) if not isinstance(device, torch.device) else device
+    device = get_device(device)
     pairs = context_pairs(docs, window)                                   # (P, 2)
     bad = pairs[(pairs < 0) | (pairs >= vocab_size)]
     if bad.numel():

@@ -60,7 +60,7 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     if not 0.0 <= ema_decay < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}")
-    device = get_device(device) if not isinstance(device, torch.device) else device
+    device = get_device(device)                   # a name, a torch.device or None (the best available)
     model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
