@@ -11,7 +11,10 @@ What it does each step, in order:
     ema  <- ema + (1 - decay) * (model - ema)
 Every `save_every` steps (and on Ctrl-C) the whole state (weights, EMA, optimizer, generator,
 step, loss history) goes to `state_path`; calling `train` again with the same `state_path`
-resumes from there and gives bit-for-bit the same result as an uninterrupted run.
+resumes from there and gives bit-for-bit the same result as an uninterrupted run. Nothing
+in a step depends on the total number of steps (the learning rate is constant after its
+warm-up), so a finished run can also be continued: calling again with a larger `steps`
+gives the same result as a run started with that many steps.
 A loss that becomes NaN or infinite stops the run with a message saying what to try.
 """
 import copy
@@ -69,9 +72,10 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
 
     saved = load_state(state_path) if state_path else None
     if saved is not None:
-        if saved["steps"] != steps:
-            raise ValueError(f"{state_path} was saved by a run of {saved['steps']} steps, not {steps}; "
-                             "use the same settings to resume, or another state_path to start over")
+        if saved["step"] > steps:
+            raise ValueError(f"{state_path} holds a run already at step {saved['step']}, past the {steps} steps "
+                             "asked for: ask for at least that many steps, or use another state_path to start "
+                             "over")
         model.load_state_dict(saved["model"])
         ema.load_state_dict(saved["ema"])
         opt.load_state_dict(saved["opt"])

@@ -29,7 +29,7 @@ def fresh_model():
     return MLPDenoiser(hidden=32, depth=2)
 
 
-def run(state_path=None, fail_at=None, fail_in="batch", error=KeyboardInterrupt, save_every=500):
+def run(state_path=None, fail_at=None, fail_in="batch", error=KeyboardInterrupt, save_every=500, steps=STEPS):
     calls = {"n": 0}
 
     def batch(gen):
@@ -44,7 +44,7 @@ def run(state_path=None, fail_at=None, fail_in="batch", error=KeyboardInterrupt,
             raise error()
         return out
 
-    return train(fresh_model(), loss, batch, steps=STEPS, lr=3e-3, warmup=5, seed=3, device="cpu",
+    return train(fresh_model(), loss, batch, steps=steps, lr=3e-3, warmup=5, seed=3, device="cpu",
                  state_path=state_path, save_every=save_every)
 
 
@@ -86,11 +86,20 @@ def test_finished_state_is_not_retrained(tmp_path):
     assert again.resumed_from == STEPS and again.losses == first.losses and same(again.ema, first.ema)
 
 
-def test_resume_with_other_steps_is_refused(tmp_path):
+def test_a_finished_run_continued_equals_a_longer_run(tmp_path, uninterrupted):
+    path = str(tmp_path / "state.run")
+    run(path, steps=STEPS // 2)
+    longer = run(path)                                        # the same state, now asked for STEPS
+    assert longer.resumed_from == STEPS // 2
+    assert longer.losses == uninterrupted.losses
+    assert same(longer.model, uninterrupted.model) and same(longer.ema, uninterrupted.ema)
+
+
+def test_resume_with_fewer_steps_is_refused(tmp_path):
     path = str(tmp_path / "state.run")
     run(path)
-    with pytest.raises(ValueError, match=f"saved by a run of {STEPS} steps, not 30"):
-        train(fresh_model(), loss_fn, get_batch, steps=30, device="cpu", state_path=path)
+    with pytest.raises(ValueError, match=f"already at step {STEPS}, past the 10 steps asked for"):
+        train(fresh_model(), loss_fn, get_batch, steps=10, device="cpu", state_path=path)
 
 
 def test_nan_loss_stops_with_a_clear_message():

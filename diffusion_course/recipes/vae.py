@@ -29,9 +29,9 @@ NAME = "vae_shapes"
 HALF = True
 EVAL_SEED = 10_000                      # evaluation scenes: seeds the training generator never uses
 SCALE_SEED = 20_000
-DEFAULTS = dict(steps=12000, batch_size=128, lr=1e-3, factor=8, latent_channels=4, width=16, enc_blocks=1,
+DEFAULTS = dict(steps=3000, batch_size=16, lr=1e-3, factor=8, latent_channels=4, width=16, enc_blocks=1,
                 dec_blocks=2, kl_weight=1e-2, recon="l1", ema_decay=0.999, seed=0, eval_n=2000,
-                scale_n=2000, sweep_steps=2000, sweep_width=16, sweep_batch_size=64)
+                scale_n=2000, sweep_steps=800, sweep_width=16, sweep_batch_size=16)
 SWEEP = [dict(factor=4), dict(factor=8), dict(factor=16),                  # compression: 12x, 48x, 192x
          dict(kl_weight=0.0), dict(kl_weight=0.1), dict(kl_weight=1.0), dict(kl_weight=100.0)]  # factor 8
 NUDGE = 0.3                             # latent noise (in units of the latent's std) for the robustness test
@@ -128,9 +128,9 @@ def sweep(device, steps=2000, width=16, batch_size=64, runs=SWEEP, n_eval=500, s
     return results
 
 
-def run(out, device, steps=12000, batch_size=128, lr=1e-3, factor=8, latent_channels=4, width=16, enc_blocks=1,
+def run(out, device, steps=3000, batch_size=16, lr=1e-3, factor=8, latent_channels=4, width=16, enc_blocks=1,
         dec_blocks=2, kl_weight=1e-2, recon="l1", ema_decay=0.999, seed=0, eval_n=2000, scale_n=2000,
-        sweep_steps=2000, sweep_width=16, sweep_batch_size=64):
+        sweep_steps=800, sweep_width=16, sweep_batch_size=16):
     vae, result = train_vae(device, steps, batch_size, lr, factor, latent_channels, width, enc_blocks, dec_blocks,
                             kl_weight, recon, ema_decay, seed, state_path=out + ".run", scale_n=scale_n)
     test = make_scenes(eval_n, seed=EVAL_SEED).images                                    # (N, 3, 64, 64)
