@@ -5,12 +5,14 @@
     python -m diffusion_course sample ...                         (see `sample --help`)
     python -m diffusion_course bench                              speed and memory table
 
-A recipe is a module in diffusion_course/recipes/ with a DEFAULTS dict and a
-`run(out, **settings) -> (model, metrics)` function. The command turns `--key value` into
-settings (typed like the default), runs it, resumes it if it was interrupted (its state
-lives beside the output; a finished run asked again with a larger --steps continues from
-where it ended, the same as a run started with that many steps), and writes the checkpoint with a card recording the recipe,
-the exact command, the package version, the git commit, the hardware and the wall time.
+A recipe is a module in diffusion_course/recipes/ with a `run(out, device, **settings)
+-> (model, metrics)` function whose keyword defaults (`recipe.DEFAULTS`) are the settings
+that made its shipped checkpoint. The command turns `--key value` into settings (typed like
+the default), runs it, resumes it if it was interrupted (its state lives beside the
+output; a finished run asked again with a larger --steps continues where it ended, the
+same as a run started with that many steps), and writes the checkpoint with a card
+recording the recipe, the exact command, the package version, the git commit, the
+hardware and the wall time.
 """
 import argparse
 import importlib

@@ -31,6 +31,15 @@ def test_every_recipe_has_the_contract(name):
     recipe = load_recipe(name)
     assert isinstance(recipe.NAME, str) and isinstance(recipe.DEFAULTS, dict) and callable(recipe.run)
     assert recipe.__doc__.strip()
+    assert "steps" in recipe.DEFAULTS and not {"out", "device"} & set(recipe.DEFAULTS)
+
+
+def test_defaults_are_the_keyword_defaults_of_run():
+    from diffusion_course.recipes import defaults
+
+    def run(out, device, steps=10, lr=1e-3, *, name="x"):
+        pass
+    assert defaults(run) == {"steps": 10, "lr": 1e-3, "name": "x"}
 
 
 def test_recipes_command_lists_defaults(capsys):

@@ -13,11 +13,10 @@ import torch
 from ..attributes import AttributeClassifier, attribute_accuracy, classifier_loss, predict
 from ..shapes import make_scenes
 from ..train import train
+from . import defaults
 
 NAME = "shapes_attributes"
 HALF = True
-DEFAULTS = dict(steps=1500, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=100, ema_decay=0.99,
-                width=16, dim=256, dropout=0.1, p_two=0.5, split="all", seed=0, eval_n=1000)
 
 
 def run(out, device, steps=1500, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=100, ema_decay=0.99,
@@ -43,3 +42,6 @@ def run(out, device, steps=1500, batch_size=64, lr=1e-3, weight_decay=0.05, warm
     metrics.update(final_loss=round(sum(result.losses[-100:]) / len(result.losses[-100:]), 4),
                    train_seconds=round(result.seconds, 1))
     return ema.cpu(), metrics
+
+
+DEFAULTS = defaults(run)                 # every setting of run(), for the command line and the card

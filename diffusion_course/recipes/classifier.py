@@ -13,12 +13,11 @@ import torch.nn.functional as F
 from ..data import load_mnist
 from ..metrics import MNISTClassifier, class_accuracy
 from ..train import train
+from . import defaults
 
 NAME = "mnist_classifier"
 HALF = False
 N_TRAIN = 9000                          # images [0, 9000) train, [9000, 10000) are held out
-DEFAULTS = dict(steps=4000, batch_size=128, lr=2e-3, weight_decay=0.05, width=16, dropout=0.1,
-                shift=2, ema_decay=0.995, seed=0)
 
 
 def random_shift(x, shift, gen):
@@ -62,3 +61,6 @@ def run(out, device, steps=4000, batch_size=128, lr=2e-3, weight_decay=0.05, wid
                "train_accuracy": round(class_accuracy(ema, images[:N_TRAIN], labels[:N_TRAIN]), 4),
                "train_n": N_TRAIN, "final_loss": round(sum(result.losses[-100:]) / len(result.losses[-100:]), 4)}
     return ema.cpu(), metrics
+
+
+DEFAULTS = defaults(run)                 # every setting of run(), for the command line and the card

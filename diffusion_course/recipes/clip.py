@@ -17,12 +17,10 @@ from ..clip import CLIP, clip_loss, evaluate
 from ..shapes import make_scenes, scene_keys
 from ..text import Tokenizer
 from ..train import train
+from . import defaults
 
 NAME = "clip_shapes"
 HALF = True
-DEFAULTS = dict(steps=3000, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=100, ema_decay=0.995,
-                embed_dim=64, text_dim=64, text_depth=2, heads=4, width=16, image_dim=128, p_two=0.5,
-                seed=0, eval_galleries=10, eval_n=1000)
 
 
 def run(out, device, steps=3000, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=100, ema_decay=0.995,
@@ -51,3 +49,6 @@ def run(out, device, steps=3000, batch_size=64, lr=1e-3, weight_decay=0.05, warm
                    final_loss=round(sum(result.losses[-100:]) / len(result.losses[-100:]), 4),
                    train_seconds=round(result.seconds, 1))
     return ema.cpu(), metrics
+
+
+DEFAULTS = defaults(run)                 # every setting of run(), for the command line and the card

@@ -25,14 +25,12 @@ from ..noise import add_noise, schedule, training_sigmas
 from ..sampling import generate
 from ..train import train
 from ..unet import UNet, v_loss
+from . import defaults
 
 NAME = "mnist_unet"
 HALF = True
 N_TRAIN = 9000                          # images [0, 9000) train, [9000, 10000) are held out
 NULL = 10                               # the null class: "any digit"
-DEFAULTS = dict(steps=1500, batch_size=32, lr=2e-3, channels=16, num_res_blocks=1, dropout=0.1,
-                p_uncond=0.1, sigma_min=0.01, sigma_max=80.0, ema_decay=0.995, seed=0,
-                eval_n=300, eval_cfg_scale=3.0, channels_last=False, compile=False)
 
 
 def sampling_sigmas(steps, sigma_min=0.01, sigma_max=80.0):
@@ -171,3 +169,6 @@ def run(out, device, steps=1500, batch_size=32, lr=2e-3, channels=16, num_res_bl
         metrics["samples"] = {"skipped": "eval_n=0 (a development run)"}
         metrics["fp16_weights"] = fp16_check(ema, 10, 10, seed, sigma_min, sigma_max)
     return ema.cpu(), metrics
+
+
+DEFAULTS = defaults(run)                 # every setting of run(), for the command line and the card

@@ -24,14 +24,12 @@ import torch
 from ..shapes import make_scenes, render, sample_attributes
 from ..train import train
 from ..vae import VAE, kl_bits, kl_divergence, measure_scale, psnr, ssim, vae_loss
+from . import defaults
 
 NAME = "vae_shapes"
 HALF = True
 EVAL_SEED = 10_000                      # evaluation scenes: seeds the training generator never uses
 SCALE_SEED = 20_000
-DEFAULTS = dict(steps=3000, batch_size=16, lr=1e-3, factor=8, latent_channels=4, width=16, enc_blocks=1,
-                dec_blocks=2, kl_weight=1e-2, recon="l1", ema_decay=0.999, seed=0, eval_n=2000,
-                scale_n=2000, sweep_steps=800, sweep_width=16, sweep_batch_size=16)
 SWEEP = [dict(factor=4), dict(factor=8), dict(factor=16),                  # compression: 12x, 48x, 192x
          dict(kl_weight=0.0), dict(kl_weight=0.1), dict(kl_weight=1.0), dict(kl_weight=100.0)]  # factor 8
 NUDGE = 0.3                             # latent noise (in units of the latent's std) for the robustness test
@@ -156,3 +154,6 @@ def run(out, device, steps=3000, batch_size=16, lr=1e-3, factor=8, latent_channe
                                  latent_channels=latent_channels, enc_blocks=enc_blocks, dec_blocks=dec_blocks,
                                  ema_decay=ema_decay)
     return vae.cpu(), metrics
+
+
+DEFAULTS = defaults(run)                 # every setting of run(), for the command line and the card
