@@ -14,8 +14,9 @@ ifneq ($(wildcard ../shared/data),)
 export DIFFUSION_COURSE_DATA ?= $(abspath ../shared/data)
 endif
 
-# The environment the notebooks were executed in: CPU, one thread (repeatable sums), quick budget, no bars.
-NB_ENV := OMP_NUM_THREADS=1 DIFFUSION_COURSE_PROGRESS=0 DIFFUSION_COURSE_DEVICE=cpu DIFFUSION_COURSE_BUDGET=quick PYTHONHASHSEED=0
+# The environment the notebooks were executed in (tools/notebook.env: CPU, one thread for
+# repeatable sums, quick budget, no bars); tools/execute_notebooks.py reads the same file.
+NB_ENV := $(shell cat tools/notebook.env)
 
 .PHONY: book test unit notebooks build-strict clean
 
@@ -31,7 +32,7 @@ book: $(STAMP)
 	@echo "The book is in _build/html (open _build/html/index.html)"
 
 test: $(STAMP)
-	$(NB_ENV) $(PY) -m pytest tests book --nbval --nbval-current-env \
+	env $(NB_ENV) $(PY) -m pytest tests book --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 	$(MAKE) --no-print-directory build-strict
 

@@ -294,12 +294,14 @@ print(f"loss {loss.item():.4f} = L1 {(x_hat - x).abs().mean().item():.4f} + 0.01
 # %% [markdown]
 # ### Watching one learn
 #
-# Training is the course's usual loop (`train`), fed with fresh scenes every step. On a CPU
-# we can only afford a few dozen steps of a *small* VAE (width 8 instead of 16, so 4 times
-# cheaper per step); on a GPU this cell trains longer by itself. The shipped checkpoint had
-# thousands of steps on a GPU (its card says how many).
+# Training is the course's usual loop (`train`), fed with fresh scenes every step. In the
+# default run we can only afford a few dozen steps of a *small* VAE (width 8 instead of 16,
+# so about 4 times cheaper per step); on a GPU this cell trains longer by itself. The shipped
+# checkpoint had thousands of steps (the first line below reads them from its card).
 
 # %%
+print(f"shipped vae_shapes: {card['settings']['steps']:,} steps of {card['settings']['batch_size']} scenes, "
+      f"{card['metrics']['train_seconds'] / 60:.0f} min on {card['hardware']}")
 demo_steps = sized(30, 1500)
 
 
@@ -529,10 +531,10 @@ widgets.interact(walk, first=widgets.IntSlider(1, 0, len(scenes) - 1),
 # ## 8. The KL weight: too little, too much
 #
 # The KL weight $\beta$ sets how much the VAE may store. To see its effect we need several
-# VAEs, each trained for a while, which is too much for a CPU. The recipe that made the
-# shipped checkpoint therefore also trained six *smaller runs* (the same network, but
-# 2,000 steps of 64 scenes instead of 12,000 steps of 128, on a GPU) and recorded what it
-# measured in the card. On a GPU this notebook trains them again itself.
+# VAEs, each trained for a while, which is too much for a notebook's default run. The recipe
+# that made the shipped checkpoint therefore also trained seven *shorter runs* (the same
+# network, with fewer steps than the shipped one; the cell prints how many) and recorded what
+# it measured in the card. On a GPU this notebook trains them again itself.
 
 # %%
 settings = card["settings"]

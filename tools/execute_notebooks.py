@@ -3,7 +3,7 @@
     .venv/bin/python tools/execute_notebooks.py book/01_tensors.ipynb [more.ipynb ...]
 
 Prints each notebook's wall time (the budget is at most 3 minutes on a 2-core CPU).
-The environment matches what nbval uses in `make test`, so the saved outputs compare.
+The environment is tools/notebook.env, the one nbval uses in `make test`, so the saved outputs compare.
 """
 import os
 import sys
@@ -14,8 +14,8 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {"OMP_NUM_THREADS": "1", "DIFFUSION_COURSE_PROGRESS": "0", "DIFFUSION_COURSE_DEVICE": "cpu", "DIFFUSION_COURSE_BUDGET": "quick",
-       "PYTHONHASHSEED": "0", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+ENV = dict(line.split("=", 1) for line in (ROOT / "tools" / "notebook.env").read_text().split())
+ENV["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 
 
 def main(paths):
