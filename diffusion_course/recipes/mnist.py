@@ -13,7 +13,8 @@ class accuracy and the Fréchet distance (with its floor, see metrics.py) of sam
 DDIM, the accelerated sampler and DDPM at 5-50 steps without guidance, and of DDIM at 50
 steps with guidance scales 1-5, each with its n, reference split, sampler, steps, seed and
 cfg_scale; a summary against the targets (guided accuracy >= 95%, accelerated at 10 steps
-within 10% of the FD of DDIM at 50); and the largest difference between samples from the
+within 10% of the FD of DDIM at 50), with DDIM at 50 steps repeated with another seed to show
+how much FD moves by chance alone at this n; and the largest difference between samples from the
 fp32 and the fp16-rounded weights (the checkpoint is fp16).
 """
 import copy
@@ -95,7 +96,7 @@ def evaluate(model, images, n=2000, cfg_scale=2.0, seed=0, sigma_min=0.01, sigma
     labels = torch.arange(n) % 10
     reference = "MNIST test split, all 10,000 images (the U-Net trained on the first 9,000)"
 
-    def report(sampler, steps, scale):
+    def report(sampler, steps, scale, seed=seed):
         x = sample_digits(model, labels, sampler, steps, scale, seed, sigma_min=sigma_min, sigma_max=sigma_max)
         r = fd_report(classifier, x, images, labels=labels, n=n, sampler=sampler, steps=steps, seed=seed,
                       reference=reference)
@@ -114,11 +115,15 @@ def evaluate(model, images, n=2000, cfg_scale=2.0, seed=0, sigma_min=0.01, sigma
                                                          report("ddim", 50, scale))
     guided = results["guidance"].get(f"ddim_50_cfg{cfg_scale:g}") or report("ddim", 50, cfg_scale)
     fast, slow = results["samplers"].get("accelerated_10"), results["samplers"].get("ddim_50")
+    again = report("ddim", 50, 1.0, seed + 1) if slow else None       # the same setting, other random numbers
     results["summary"] = {
         "guided_accuracy": guided["accuracy"], "guided": f"ddim, 50 steps, cfg_scale {cfg_scale:g}, n {n}",
         "target_guided_accuracy": 0.95,
         "fd_accelerated_10_over_ddim_50": round(fast["fd"] / slow["fd"], 3) if fast and slow else None,
-        "target_fd_ratio": 1.10}
+        "target_fd_ratio": 1.10,
+        "fd_ddim_50_other_seed": again and {"fd": again["fd"], "seed": seed + 1, "ratio_to_seed": round(
+            again["fd"] / slow["fd"], 3), "why": "seed-to-seed noise of FD at this n: ratios closer to 1 than "
+                                                  "this one are not resolved"}}
     return results
 
 
@@ -136,8 +141,8 @@ def fp16_check(model, n=64, steps=50, seed=0, sigma_min=0.01, sigma_max=80.0):
             "mean_abs_diff": round((a - b).abs().mean().item(), 5)}
 
 
-def run(out, device, steps=1500, batch_size=32, lr=2e-3, channels=16, num_res_blocks=1, dropout=0.1,
-        p_uncond=0.1, sigma_min=0.01, sigma_max=80.0, ema_decay=0.995, seed=0, eval_n=300,
+def run(out, device, steps=6000, batch_size=32, lr=2e-3, channels=16, num_res_blocks=1, dropout=0.1,
+        p_uncond=0.1, sigma_min=0.01, sigma_max=80.0, ema_decay=0.995, seed=0, eval_n=1000,
         eval_cfg_scale=3.0, channels_last=False, compile=False):
     images, labels = load_mnist("test")                                # (10000, 1, 28, 28) in [-1, 1]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
