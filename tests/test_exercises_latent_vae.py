@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from diffusion_course import vae
-from diffusion_course.exercises import describe
 from diffusion_course.exercises import latent_vae as ex
+from exercise_contract import ExerciseContract
 
 CASES = {"reparameterize": ex._reparameterize_cases, "kl_per_value": ex._kl_cases,
          "psnr": ex._psnr_cases, "quantize": ex._quantize_cases}
@@ -68,48 +68,8 @@ def test_references_match_the_package(seed):
                                    vae.reparameterize(mean, logvar, torch.Generator().manual_seed(seed)))
 
 
-# ---- the checkers --------------------------------------------------------------------------
+# ---- the checkers ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", CHECKERS)
-@pytest.mark.parametrize("seed", [None, 0, 1])
-def test_checker_accepts_the_reference(name, seed):
-    result = CHECKERS[name](REFERENCES[name], seed=seed)
-    assert result, result.message
-    assert result.message.startswith("✅") and f"{ex.N_CASES} random inputs" in result.message
-
-
-@pytest.mark.parametrize("name", CHECKERS)
-def test_checker_accepts_another_correct_solution(name):
-    result = CHECKERS[name](ALTERNATIVES[name], seed=3)
-    assert result, result.message
-
-
-@pytest.mark.parametrize("name", CHECKERS)
-@pytest.mark.parametrize("seed", [0, 7])
-def test_checker_rejects_a_mistake_and_names_the_input(name, seed):
-    result = CHECKERS[name](MISTAKES[name], seed=seed)
-    assert not result
-    assert result.message.startswith(f"❌ {name}:"), result.message
-    for args in CASES[name](seed):                 # the first case where mistake and reference differ
-        if not torch.allclose(MISTAKES[name](*args).double(), REFERENCES[name](*args).double(), atol=1e-4):
-            assert f"on input {describe(args)}" in result.message, result.message
-            break
-    else:
-        pytest.fail("the mistake matched the reference on every case")
-
-
-@pytest.mark.parametrize("name", CHECKERS)
-def test_a_stub_is_reported_kindly(name):
-    def stub(*args):
-        raise NotImplementedError
-    result = CHECKERS[name](stub)
-    assert not result and result.message.startswith(f"✋ {name}: not written yet")
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_inputs_are_fresh_each_call_and_repeatable_by_seed(name):
-    shapes = lambda cases: [tuple(tuple(a.shape) if torch.is_tensor(a) else a for a in args) for args in cases]
-    assert shapes(CASES[name](5)) == shapes(CASES[name](5))
-    assert torch.equal(CASES[name](5)[-1][0], CASES[name](5)[-1][0])
-    assert shapes(CASES[name](None)) != shapes(CASES[name](None))
-    assert len(set(shapes(CASES[name](0)))) > ex.N_CASES // 2        # varied inputs, not one repeated
+class TestCheckers(ExerciseContract):
+    ex, CASES, CHECKERS, REFERENCES, ALTERNATIVES, MISTAKES = ex, CASES, CHECKERS, REFERENCES, ALTERNATIVES, MISTAKES
+    ATOL = 1e-4

@@ -1,0 +1,72 @@
+"""What every chapter's exercise checkers must do, written once.
+
+A test module subclasses `ExerciseContract` as `class TestCheckers(ExerciseContract)` and fills
+in its tables, each keyed by the exercise's name:
+    ex            the chapter's module in diffusion_course.exercises
+    CASES         name -> the function drawing the checker's inputs from a seed
+    CHECKERS      name -> ex.check_<name>
+    REFERENCES    name -> the reference solution
+    ALTERNATIVES  name -> another correct way to write it (must be accepted)
+    MISTAKES      name -> a typical learner's mistake (must be rejected, naming an input it fails on)
+"""
+import pytest
+import torch
+
+from diffusion_course.exercises import describe
+
+
+def _same(a, b, atol):
+    try:
+        return torch.allclose(torch.as_tensor(a).double(), torch.as_tensor(b).double(), atol=atol)
+    except RuntimeError:                        # shapes that do not even broadcast
+        return False
+
+
+class ExerciseContract:
+    ex = None
+    CASES, CHECKERS, REFERENCES, ALTERNATIVES, MISTAKES = {}, {}, {}, {}, {}
+    ATOL = 1e-5                                 # "the mistake differs from the reference" beyond this
+
+    def pytest_generate_tests(self, metafunc):
+        if "name" in metafunc.fixturenames:
+            metafunc.parametrize("name", list(self.CHECKERS))
+
+    @pytest.mark.parametrize("seed", [None, 0, 1])
+    def test_checker_accepts_the_reference(self, name, seed):
+        result = self.CHECKERS[name](self.REFERENCES[name], seed=seed)
+        assert result, result.message
+        assert result.message.startswith("✅") and f"{self.ex.N_CASES} random inputs" in result.message
+
+    def test_checker_accepts_another_correct_solution(self, name):
+        result = self.CHECKERS[name](self.ALTERNATIVES[name], seed=3)
+        assert result, result.message
+
+    @pytest.mark.parametrize("seed", [0, 7])
+    def test_checker_rejects_a_mistake_and_names_the_input(self, name, seed):
+        mistake, reference = self.MISTAKES[name], self.REFERENCES[name]
+        result = self.CHECKERS[name](mistake, seed=seed)
+        assert not result
+        assert result.message.startswith(f"❌ {name}:"), result.message
+        # it names an input that really does fail: the first case where the mistake and reference differ
+        for args in self.CASES[name](seed):
+            if not _same(mistake(*args), reference(*args), self.ATOL):
+                named = describe(args[0] if len(args) == 1 else args)
+                assert f"on input {named}" in result.message, result.message
+                break
+        else:
+            pytest.fail("the mistake matched the reference on every case")
+
+    def test_a_stub_is_reported_kindly(self, name):
+        def stub(*args):
+            raise NotImplementedError
+        result = self.CHECKERS[name](stub)
+        assert not result
+        assert result.message.startswith(f"✋ {name}: not written yet")
+
+    def test_inputs_are_fresh_each_call_and_repeatable_by_seed(self, name):
+        cases = self.CASES[name]
+        shapes = lambda drawn: [tuple(tuple(a.shape) if torch.is_tensor(a) else a for a in args) for args in drawn]
+        assert shapes(cases(5)) == shapes(cases(5))
+        assert torch.equal(cases(5)[-1][0], cases(5)[-1][0])
+        assert shapes(cases(None)) != shapes(cases(None))
+        assert len(set(shapes(cases(0)))) > self.ex.N_CASES // 2        # varied inputs, not one repeated
