@@ -17,9 +17,10 @@ from diffusion_course.exercises import describe
 
 def _agrees(fn, reference, args, atol):
     try:
-        return torch.allclose(torch.as_tensor(fn(*args)).double(), torch.as_tensor(reference(*args)).double(),
-                              atol=atol)
-    except RuntimeError:                        # it crashed, or shapes that do not even broadcast
+        got, want = torch.as_tensor(fn(*args)), torch.as_tensor(reference(*args))
+        return (got.shape == want.shape and got.dtype == want.dtype
+                and torch.allclose(got.double(), want.double(), atol=atol))
+    except RuntimeError:                        # it crashed
         return False
 
 
