@@ -9,6 +9,7 @@ model whose keys or shapes do not match gets an error that names them. Training 
 resuming (optimizer, EMA, random generators, step) uses the same two-file format via
 `save_state` / `load_state`.
 """
+import copy
 import datetime
 import importlib
 import json
@@ -81,6 +82,17 @@ def model_spec(model):
         raise TypeError(f"{type(model).__name__} has no `config` dict; course models store their "
                         "constructor arguments in self.config so checkpoints can rebuild them")
     return f"{type(model).__module__}.{type(model).__qualname__}", config
+
+
+def half_rounded(model):
+    """A copy of `model` with its weights as `save_checkpoint(..., half=True)` stores them:
+    rounded to fp16 (and kept in fp32), to measure what fp16 storage costs before saving."""
+    rounded = copy.deepcopy(model)
+    with torch.no_grad():
+        for t in rounded.state_dict().values():              # the same tensors the checkpoint stores
+            if t.is_floating_point():
+                t.copy_(t.half())
+    return rounded
 
 
 def save_checkpoint(path, model, card=None, half=False):

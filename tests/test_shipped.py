@@ -1,4 +1,4 @@
-"""The shipped checkpoints: each was made by its recipe's plain command, loads, and still measures what its card says."""
+"""The shipped checkpoints: made by their recipes' plain commands, they load and measure what their cards say."""
 import importlib
 
 import pytest

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from diffusion_course.checkpoint import load_model, load_weights, read_card, save_checkpoint
+from diffusion_course.checkpoint import half_rounded, load_model, load_weights, read_card, save_checkpoint
 from diffusion_course.mlp import MLPDenoiser
 from diffusion_course.noise import add_noise, training_sigmas
 from diffusion_course.toy import two_moons
@@ -141,6 +141,15 @@ def test_half_checkpoint_is_close(tmp_path, uninterrupted):
     assert next(back.parameters()).dtype == torch.float32      # loaded back as float32
     x, s = torch.randn(6, 2), torch.rand(6) * 3
     torch.testing.assert_close(back(x, s), model(x, s), atol=5e-3, rtol=5e-3)
+
+
+def test_half_rounded_is_what_a_half_checkpoint_loads_back(tmp_path, uninterrupted):
+    model = uninterrupted.ema
+    save_checkpoint(tmp_path / "half", model, half=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rounded = half_rounded(model)
+    assert same(rounded, load_model(tmp_path / "half")) and not same(rounded, model)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())    # a copy: the model is untouched
 
 
 def test_mismatched_checkpoint_names_the_keys(tmp_path, uninterrupted):

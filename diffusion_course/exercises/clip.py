@@ -12,7 +12,7 @@ repeat a run exactly.
 import torch
 import torch.nn.functional as F
 
-from . import N_CASES, check, generators as _generator
+from . import N_CASES, check, generators
 
 
 
@@ -55,7 +55,7 @@ def zero_shot_predict(image_emb, prompt_emb, prompt_class, n_classes, scale):
 # ---- random inputs -------------------------------------------------------------------------
 
 def _similarity_cases(seed):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     cases = [(torch.tensor([[3.0, 4.0]]), torch.tensor([[1.0, 0.0], [0.0, 2.0]]), 1.0)]   # cosines 0.6 and 0.8
     while len(cases) < N_CASES:
         n, m, d = rng.randint(1, 9), rng.randint(1, 9), rng.randint(2, 16)
@@ -65,7 +65,7 @@ def _similarity_cases(seed):
 
 
 def _loss_cases(seed):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     cases = [(torch.zeros(4, 4),), (torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 0.3], [1.5, -0.5, 0.2]]),)]
     while len(cases) < N_CASES:
         b = rng.randint(2, 12)
@@ -75,7 +75,7 @@ def _loss_cases(seed):
 
 
 def _recall_cases(seed):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     cases = [(torch.eye(3),), (torch.ones(3, 3),)]                     # all right; all ties (none right)
     while len(cases) < N_CASES:
         b = rng.randint(2, 12)
@@ -85,7 +85,7 @@ def _recall_cases(seed):
 
 
 def _zero_shot_cases(seed):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     cases = []
     while len(cases) < N_CASES:
         n, c, d = rng.randint(1, 10), rng.randint(2, 6), rng.randint(4, 16)

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from . import N_CASES, check, generators as _generator
+from . import N_CASES, check, generators
 
 
 
@@ -48,7 +48,7 @@ def guide(eps_cond, eps_uncond, cfg_scale):
 # ---- random inputs -------------------------------------------------------------------------
 
 def _ideal_cases(seed):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     data = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
     cases = [(torch.tensor([[1.0, 0.0], [0.2, 0.1]]), data, 1.0)]   # half-way: an even average
     while len(cases) < N_CASES:
@@ -60,7 +60,7 @@ def _ideal_cases(seed):
 
 
 def _step_cases(seed, with_z=False):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     cases = []
     while len(cases) < N_CASES:
         shape = rng.choice([(rng.randint(1, 5), 2), (rng.randint(1, 3), 1, rng.randint(2, 8), rng.randint(2, 8))])
@@ -74,7 +74,7 @@ def _step_cases(seed, with_z=False):
 
 
 def _guide_cases(seed):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     cases = []
     while len(cases) < N_CASES:
         shape = (rng.randint(1, 4), rng.choice([1, 3]), rng.randint(2, 8), rng.randint(2, 8))

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from . import N_CASES, check, generators as _generator
+from . import N_CASES, check, generators
 
 
 
@@ -56,7 +56,7 @@ def sinusoidal_embedding(sigma, dim):
 # ---- random inputs -------------------------------------------------------------------------
 
 def _one_hot_cases(seed):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     cases = [(torch.tensor([0, 2, 1, 2]), 3)]                             # a repeated id, both ends
     while len(cases) < N_CASES:
         v = rng.randint(2, 50)
@@ -67,7 +67,7 @@ def _one_hot_cases(seed):
 
 
 def _cosine_cases(seed):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     cases = [(torch.tensor([[1.0, 0.0], [3.0, 4.0]]), torch.tensor([[2.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]))]
     while len(cases) < N_CASES:
         n, m, d = rng.randint(1, 12), rng.randint(1, 12), rng.randint(2, 32)
@@ -77,7 +77,7 @@ def _cosine_cases(seed):
 
 
 def _nearest_cases(seed):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     # the longest row is not the most similar one: a dot product alone picks row 1, cosine picks row 0
     cases = [(torch.tensor([1.0, 0.0]), torch.tensor([[1.0, 0.1], [5.0, 4.0], [-1.0, 0.0], [0.0, 1.0]]), 2)]
     while len(cases) < N_CASES:
@@ -89,7 +89,7 @@ def _nearest_cases(seed):
 
 
 def _sinusoidal_cases(seed):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     cases = [(torch.tensor([1.0]), 4)]                                    # t = 0: sines 0, cosines 1
     while len(cases) < N_CASES:
         b = rng.randint(1, 10)

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from . import N_CASES, check, generators as _generator
+from . import N_CASES, check, generators
 
 
 
@@ -61,7 +61,7 @@ def _latent_shape(rng):
 
 
 def _gauss_cases(seed, with_eps):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     first = (torch.tensor([0.0, 1.0, -2.0]), torch.tensor([0.0, math.log(4.0), math.log(0.25)]))
     cases = [first + ((torch.tensor([1.0, -1.0, 0.5]),) if with_eps else ())]
     while len(cases) < N_CASES:
@@ -81,7 +81,7 @@ def _kl_cases(seed):
 
 
 def _psnr_cases(seed):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     x = torch.zeros(2, 1, 2, 2)
     y = x.clone()
     y[0] += 0.1                                       # MSE 0.01: 26.02 dB
@@ -96,7 +96,7 @@ def _psnr_cases(seed):
 
 
 def _quantize_cases(seed):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     cases = [(torch.tensor([-5.0, -2.0, -0.1, 0.1, 2.0, 5.0]), 1, 3.0)]     # 2 levels: -1.5 and 1.5
     while len(cases) < N_CASES:
         z = torch.randn(_latent_shape(rng), generator=gen) * rng.choice([0.5, 1.0, 2.0])

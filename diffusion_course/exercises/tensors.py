@@ -12,7 +12,7 @@ works for one shape is caught.
 
 import torch
 
-from . import N_CASES, check, generators as _generator
+from . import N_CASES, check, generators
 
 
 
@@ -60,7 +60,7 @@ def _image(rng, gen, shape, uint8=None):
 
 
 def _hwc_cases(seed):
-    rng_t, rng = _generator(seed)
+    rng_t, rng = generators(seed)
     cases = [(_image(rng, rng_t, (2, 3, 3), uint8=False),)]       # small and not square
     while len(cases) < N_CASES:
         h, w, c = rng.randint(2, 40), rng.randint(2, 40), rng.choice([1, 3, 3, 4])
@@ -69,7 +69,7 @@ def _hwc_cases(seed):
 
 
 def _normalize_cases(seed):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     cases = [(torch.tensor([0, 1, 127, 128, 254, 255], dtype=torch.uint8),)]  # the ends of the range
     while len(cases) < N_CASES:
         shape = rng.choice([(rng.randint(2, 30), rng.randint(2, 30)),                          # (H, W)
@@ -80,7 +80,7 @@ def _normalize_cases(seed):
 
 
 def _noise_cases(seed):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     cases = []
     while len(cases) < N_CASES:
         # H and W are larger than B, so a sigma left as (B,) cannot quietly line up with W
@@ -95,7 +95,7 @@ def _noise_cases(seed):
 
 
 def _crop_cases(seed):
-    gen, rng = _generator(seed)
+    gen, rng = generators(seed)
     cases = [(torch.arange(36.0).view(1, 6, 6), 3)]                 # odd margin: 1 above, 2 below
     while len(cases) < N_CASES:
         h, w = rng.randint(4, 40), rng.randint(4, 40)

@@ -17,10 +17,10 @@ within 10% of the FD of DDIM at 50), with DDIM at 50 steps repeated with another
 how much FD moves by chance alone at this n; and the largest difference between samples from the
 fp32 and the fp16-rounded weights (the checkpoint is fp16).
 """
-import copy
 
 import torch
 
+from ..checkpoint import half_rounded
 from ..data import load_mnist
 from ..noise import add_noise, schedule, training_sigmas
 from ..sampling import generate
@@ -129,10 +129,7 @@ def evaluate(model, images, n=2000, cfg_scale=2.0, seed=0, sigma_min=0.01, sigma
 
 def fp16_check(model, n=64, steps=50, seed=0, sigma_min=0.01, sigma_max=80.0):
     """Largest pixel difference between DDIM samples from fp32 weights and fp16-rounded weights."""
-    half = copy.deepcopy(model)
-    with torch.no_grad():
-        for p in half.parameters():
-            p.copy_(p.half().float())
+    half = half_rounded(model)                                         # the weights as the checkpoint stores them
     labels = torch.arange(n) % 10
     a = sample_digits(model, labels, "ddim", steps, 2.0, seed, sigma_min=sigma_min, sigma_max=sigma_max)
     b = sample_digits(half, labels, "ddim", steps, 2.0, seed, sigma_min=sigma_min, sigma_max=sigma_max)

@@ -16,11 +16,11 @@ runs of `sweep_steps` steps each (0 skips them): PSNR against the downsampling
 factor (4, 8, 16) and against the KL weight, with the KL bits, the encoder's noise relative
 to the latent's spread, and the PSNR when the latent is nudged by noise.
 """
-import copy
 import math
 
 import torch
 
+from ..checkpoint import half_rounded
 from ..shapes import make_scenes, render, sample_attributes
 from ..train import train
 from ..vae import VAE, kl_bits, kl_divergence, measure_scale, psnr, ssim, vae_loss
@@ -133,10 +133,7 @@ def run(out, device, steps=3000, batch_size=16, lr=1e-3, factor=8, latent_channe
                             kl_weight, recon, ema_decay, seed, state_path=out + ".run", scale_n=scale_n)
     test = make_scenes(eval_n, seed=EVAL_SEED).images                                    # (N, 3, 64, 64)
     held = make_scenes(min(eval_n, 500), seed=EVAL_SEED + 1, split="heldout").images
-    half = copy.deepcopy(vae)
-    with torch.no_grad():
-        for p in half.parameters():
-            p.copy_(p.half().float())
+    half = half_rounded(vae)                                           # the weights as the checkpoint stores them
     tail = result.losses[-200:]
     metrics = {"final_loss": round(sum(tail) / len(tail), 5), "train_seconds": round(result.seconds, 1),
                "latent_shape": list(vae.latent_shape(test.shape)[1:]),
