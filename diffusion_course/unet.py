@@ -32,16 +32,20 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def sinusoidal_embedding(sigma, dim, max_period=10000.0):
+def sinusoidal_embedding(sigma, dim, scale=4.0, max_period=100.0):
     """Turn noise levels into vectors a network can read: (B,) -> (B, dim).
 
     A single number is a poor input for a network: it has one "handle". We first take
-    t = 250 * ln(sigma) (the log makes sigma = 0.01 and sigma = 0.02 as different as 40 and
-    80; the factor 250 makes t span about the same range, roughly -1150..1250 for sigma in
-    [0.01, 150], as the integer timesteps 0..1000 of DDPM), then write it as sines and cosines
-    at `dim / 2` frequencies from 1 down to 1/max_period, exactly as the Transformer's position
-    encoding and DDPM's timestep embedding do: fast waves tell nearby sigmas apart, slow
-    waves say roughly where sigma is.
+    t = scale * ln(sigma) (the log makes sigma = 0.01 and sigma = 0.02 as different as 40 and
+    80), then write it as sines and cosines at `dim / 2` frequencies from 1 down to
+    1/max_period, the recipe of the Transformer's position encoding and DDPM's timestep
+    embedding: fast waves tell noise levels apart, slow waves say roughly where sigma is.
+
+    The defaults keep every wave slow enough to be smooth: the fastest turns once each time
+    sigma grows about 5x, the slowest less than a quarter turn over sigma 0.01 .. 80. DDPM's
+    own numbers (t up to 1000, max_period 10000) used on ln(sigma) would give waves that turn
+    over between sigma = 1 and 1.02; the network then fits noise to them, and its prediction
+    jitters from one noise level to the next (chapter 2 shows it).
     """
     sigma = torch.as_tensor(sigma, dtype=torch.float32)
     if sigma.ndim == 0:
@@ -49,7 +53,7 @@ def sinusoidal_embedding(sigma, dim, max_period=10000.0):
     if dim % 2 or dim < 2:
         raise ValueError(f"dim must be a positive even number, got {dim!r}")
     half = dim // 2
-    t = 250.0 * torch.log(sigma.float().clamp(min=1e-20))                              # (B,)
+    t = scale * torch.log(sigma.float().clamp(min=1e-20))                                # (B,)
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)  # (half,)
     angles = t[:, None] * freqs[None]                                                     # (B, half)
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)                      # (B, dim)

@@ -21,14 +21,22 @@ def randomized(model, seed=0):
 
 
 def test_sinusoidal_embedding_values():
-    sigma = torch.tensor([1.0, math.exp(1 / 250)])           # t = 250 ln(sigma) = 0 and 1
+    sigma = torch.tensor([1.0, math.exp(1 / 4)])             # t = 4 ln(sigma) = 0 and 1
     emb = sinusoidal_embedding(sigma, 8)
     assert emb.shape == (2, 8)
     torch.testing.assert_close(emb[0], torch.tensor([0.0] * 4 + [1.0] * 4))
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(4) / 4)
+    freqs = torch.tensor([1.0, 100 ** -0.25, 0.1, 100 ** -0.75])       # 100^(-i/4), by hand
     torch.testing.assert_close(emb[1], torch.cat([torch.sin(freqs), torch.cos(freqs)]))
     with pytest.raises(ValueError, match="positive even number"):
         sinusoidal_embedding(sigma, 7)
+
+
+def test_sinusoidal_embedding_is_smooth_in_sigma():
+    """Every wave turns slowly enough that a 2% change of sigma barely moves the vector, while a
+    doubling moves it clearly: the network gets no feature it could only fit noise to."""
+    e = sinusoidal_embedding(torch.tensor([1.0, 1.02, 2.0, 80.0]), 32)
+    cos = torch.nn.functional.cosine_similarity(e[:1], e[1:])
+    assert cos[0] > 0.999 and cos[1] < 0.9 and cos[2] < cos[1], cos
 
 
 @pytest.mark.parametrize("kwargs, size", [

@@ -2,7 +2,9 @@
 
 Data: the first 9,000 images of the MNIST *test* split (the 10,000 digits that ship offline;
 the 60,000-image train split needs a download), held on the device; the last 1,000 are held
-out and never seen in training. Noise levels are drawn log-uniformly in [sigma_min, sigma_max];
+out and never seen in training. Noise levels are drawn log-uniformly in [sigma_min, sigma_max]
+(`--sigma_kind lognormal` draws Karras et al.'s log-normal levels instead; at the shipped size,
+6,000 steps, it measured worse: FD 0.58 against 0.28 for DDIM at 50 steps, n = 1,000);
 10% of the labels are replaced by the null class 10, so the same network also learns the
 unconditional model that classifier-free guidance needs. The checkpoint holds the EMA weights.
 
@@ -45,7 +47,7 @@ def make_model(channels=32, num_res_blocks=1, dropout=0.1):
                 attention_levels=(2,), num_classes=10, dropout=dropout)
 
 
-def diffusion_loss(model, x0, labels, gen, sigma_min=0.01, sigma_max=80.0, p_uncond=0.1):
+def diffusion_loss(model, x0, labels, gen, sigma_min=0.01, sigma_max=80.0, p_uncond=0.1, sigma_kind="loguniform"):
     """The training objective: noise x0 at a random sigma, ask the model for the noise, and
     score the answer with `unet.v_loss` (the squared error weighted by 1 + sigma^2, so that
     the high noise levels, where the digit's overall shape is decided, count too).
@@ -53,7 +55,7 @@ def diffusion_loss(model, x0, labels, gen, sigma_min=0.01, sigma_max=80.0, p_unc
     x0: (B, 1, 28, 28), labels: (B,). A fraction p_uncond of the labels becomes the null class.
     """
     b = len(x0)
-    sigma = training_sigmas(b, sigma_min, sigma_max, generator=gen, device=x0.device)      # (B,)
+    sigma = training_sigmas(b, sigma_min, sigma_max, sigma_kind, generator=gen, device=x0.device)  # (B,)
     eps = torch.randn(x0.shape, generator=gen, device=x0.device)                          # (B, 1, 28, 28)
     drop = torch.rand(b, generator=gen, device=x0.device) < p_uncond
     labels = torch.where(drop, torch.full_like(labels, NULL), labels)
@@ -139,7 +141,7 @@ def fp16_check(model, n=64, steps=50, seed=0, sigma_min=0.01, sigma_max=80.0):
 
 
 def run(out, device, steps=6000, batch_size=32, lr=2e-3, channels=16, num_res_blocks=1, dropout=0.1,
-        p_uncond=0.1, sigma_min=0.01, sigma_max=80.0, ema_decay=0.995, seed=0, eval_n=1000,
+        p_uncond=0.1, sigma_kind="loguniform", sigma_min=0.01, sigma_max=80.0, ema_decay=0.995, seed=0, eval_n=1000,
         eval_cfg_scale=3.0, channels_last=False, compile=False):
     images, labels = load_mnist("test")                                # (10000, 1, 28, 28) in [-1, 1]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -155,7 +157,7 @@ def run(out, device, steps=6000, batch_size=32, lr=2e-3, channels=16, num_res_bl
     forward = torch.compile(model) if compile else model
 
     def loss_fn(m, batch, gen):
-        return diffusion_loss(forward, *batch, gen, sigma_min, sigma_max, p_uncond)
+        return diffusion_loss(forward, *batch, gen, sigma_min, sigma_max, p_uncond, sigma_kind)
 
     result = train(model, loss_fn, get_batch, steps=steps, lr=lr, ema_decay=ema_decay, seed=seed,
                    device=device, state_path=out + ".run", desc="mnist U-Net")
