@@ -33,17 +33,33 @@ def checkpoint_dirs():
     return dirs
 
 
+SUFFIXES = (".state.safetensors", ".state.json", ".safetensors", ".json")
+
+
+def _base(path):
+    """`path` without a checkpoint file suffix. Other dots stay: 'runs/ema0.999' is a name, not a
+    file 'runs/ema0' with suffix '.999' (Path.with_suffix would silently cut it)."""
+    s = str(path)
+    for suffix in SUFFIXES:
+        if s.endswith(suffix):
+            return Path(s[:-len(suffix)])
+    return Path(s)
+
+
+def _with(base, suffix):
+    """base + suffix, e.g. ('runs/ema0.999', '.json') -> runs/ema0.999.json."""
+    return base.with_name(base.name + suffix)
+
+
 def resolve(name_or_path):
     """Turn 'mnist_unet' or a path (with or without suffix) into the .safetensors path."""
-    p = Path(name_or_path)
-    if p.suffix in (".safetensors", ".json"):
-        p = p.with_suffix("")
+    p = _base(name_or_path)
     candidates = [p] if (p.parent != Path(".") or p.is_absolute()) else []
     candidates += [d / p.name for d in checkpoint_dirs()] + [p]
     for c in candidates:
-        if c.with_suffix(".safetensors").is_file():
-            return c.with_suffix(".safetensors")
-    looked = ", ".join(str(c.with_suffix(".safetensors")) for c in candidates)
+        if _with(c, ".safetensors").is_file():
+            return _with(c, ".safetensors")
+    looked = ", ".join(str(_with(c, ".safetensors")) for c in candidates)
     raise FileNotFoundError(f"no checkpoint {str(name_or_path)!r}: looked for {looked}. Make one with "
                             f"`python -m diffusion_course train <recipe>` or check the name "
                             f"(shipped: {', '.join(list_checkpoints()) or 'none'})")
@@ -53,7 +69,7 @@ def list_checkpoints():
     names = set()
     for d in checkpoint_dirs():
         if d.is_dir():
-            names.update(p.stem for p in d.glob("*.safetensors"))
+            names.update(p.stem for p in d.glob("*.safetensors") if not p.stem.endswith(".state"))
     return sorted(names)
 
 
@@ -97,7 +113,7 @@ def half_rounded(model):
 
 def save_checkpoint(path, model, card=None, half=False):
     """Write `path`.safetensors (the weights) and `path`.json (the card). Returns the weights path."""
-    path = Path(path).with_suffix("")
+    path = _base(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cls, config = model_spec(model)
     sd = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -108,16 +124,17 @@ def save_checkpoint(path, model, card=None, half=False):
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "parameters": sum(p.numel() for p in model.parameters())}
     full.update(card or {})
-    _atomic(path.with_suffix(".safetensors"), lambda p: save_file(sd, str(p)))
-    _atomic(path.with_suffix(".json"), lambda p: p.write_text(json.dumps(full, indent=2) + "\n"))
-    return path.with_suffix(".safetensors")
+    _atomic(_with(path, ".safetensors"), lambda p: save_file(sd, str(p)))
+    _atomic(_with(path, ".json"), lambda p: p.write_text(json.dumps(full, indent=2) + "\n"))
+    return _with(path, ".safetensors")
 
 
 def read_card(name_or_path):
     """The JSON card of a checkpoint, as a dict."""
-    card = resolve(name_or_path).with_suffix(".json")
+    weights = resolve(name_or_path)
+    card = _with(_base(weights), ".json")
     if not card.is_file():
-        raise FileNotFoundError(f"checkpoint {card.with_suffix('.safetensors')} has no card {card.name}")
+        raise FileNotFoundError(f"checkpoint {weights} has no card {card.name}")
     return json.loads(card.read_text())
 
 
@@ -186,21 +203,22 @@ def _unflatten(meta, tensors):
 
 
 def save_state(path, state):
-    """Save a nested dict of tensors and plain values as `path`.safetensors + `path`.json, atomically."""
-    path = Path(path).with_suffix("")
+    """Save a nested dict of tensors and plain values as `path`.state.safetensors + `path`.state.json,
+    atomically (a checkpoint at the same `path` is a separate pair of files)."""
+    path = _base(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {}
     meta = _flatten(state, "", tensors)
     # dict keys may be ints (optimizer state); JSON keeps them via the [key, value] pair lists
-    _atomic(path.with_suffix(".state.safetensors"), lambda p: save_file(tensors, str(p)))
-    _atomic(path.with_suffix(".state.json"), lambda p: p.write_text(json.dumps(meta)))
+    _atomic(_with(path, ".state.safetensors"), lambda p: save_file(tensors, str(p)))
+    _atomic(_with(path, ".state.json"), lambda p: p.write_text(json.dumps(meta)))
     return path
 
 
 def load_state(path):
     """Inverse of `save_state`; returns None if there is no saved state at `path`."""
-    path = Path(path).with_suffix("")
-    st, js = path.with_suffix(".state.safetensors"), path.with_suffix(".state.json")
+    path = _base(path)
+    st, js = _with(path, ".state.safetensors"), _with(path, ".state.json")
     if not (st.is_file() and js.is_file()):
         return None
     return _unflatten(json.loads(js.read_text()), load_file(str(st)))

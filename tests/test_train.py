@@ -4,7 +4,8 @@ import json
 import pytest
 import torch
 
-from diffusion_course.checkpoint import half_rounded, load_model, load_weights, read_card, save_checkpoint
+from diffusion_course.checkpoint import (half_rounded, load_model, load_state, load_weights, read_card, save_checkpoint,
+                                         save_state)
 from diffusion_course.mlp import MLPDenoiser
 from diffusion_course.noise import add_noise, training_sigmas
 from diffusion_course.toy import two_moons
@@ -131,6 +132,20 @@ def test_checkpoint_round_trip_and_card(tmp_path, uninterrupted):
     assert card["model"] == "diffusion_course.mlp.MLPDenoiser" and card["config"] == model.config
     assert card["dtype"] == "float32" and card["metrics"] == {"loss": 0.5}
     json.dumps(card)                                         # plain JSON
+
+
+def test_names_with_dots_are_kept_whole(tmp_path, uninterrupted):
+    """'ema0.999' and 'ema0.9995' are two checkpoints, not one file 'ema0' written twice."""
+    a, b = uninterrupted.ema, fresh_model()
+    save_checkpoint(tmp_path / "ema0.999", a, {"which": "a"})
+    save_checkpoint(tmp_path / "ema0.9995", b, {"which": "b"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ema0.999.json", "ema0.999.safetensors", "ema0.9995.json", "ema0.9995.safetensors"]
+    assert read_card(tmp_path / "ema0.999")["which"] == "a" and read_card(tmp_path / "ema0.9995.json")["which"] == "b"
+    assert same(load_model(tmp_path / "ema0.999.safetensors"), a)
+    save_state(tmp_path / "ema0.999", {"step": 3})             # the training state sits beside, apart
+    assert load_state(tmp_path / "ema0.999") == {"step": 3} and load_state(tmp_path / "ema0.9995") is None
+    assert same(load_model(tmp_path / "ema0.999"), a)
 
 
 def test_half_checkpoint_is_close(tmp_path, uninterrupted):

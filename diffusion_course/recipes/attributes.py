@@ -32,7 +32,7 @@ def run(out, device, steps=1500, batch_size=64, lr=1e-3, weight_decay=0.05, warm
     torch.manual_seed(seed)
     model = AttributeClassifier(width=width, dim=dim, dropout=dropout)
     result = train(model, loss_fn, get_batch, steps=steps, lr=lr, weight_decay=weight_decay, warmup=warmup,
-                   ema_decay=ema_decay, seed=seed, device=device, state_path=out + ".run", desc="attributes")
+                   ema_decay=ema_decay, seed=seed, device=device, state_path=out, desc="attributes")
     ema = result.ema
     metrics = {"eval_n": eval_n}
     for name, eval_split, eval_seed in (("test", "all", 20_000), ("heldout", "heldout", 20_001)):

@@ -53,7 +53,7 @@ def run(out, device, steps=4000, batch_size=128, lr=2e-3, weight_decay=0.05, wid
     torch.manual_seed(seed)                                                # the initial weights
     model = MNISTClassifier(width=width, dropout=dropout)
     result = train(model, loss_fn, get_batch, steps=steps, lr=lr, weight_decay=weight_decay,
-                   ema_decay=ema_decay, seed=seed, device=device, state_path=out + ".run",
+                   ema_decay=ema_decay, seed=seed, device=device, state_path=out,
                    desc="classifier")
     ema = result.ema
     metrics = {"heldout_accuracy": round(class_accuracy(ema, x_held, y_held), 4),

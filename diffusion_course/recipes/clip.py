@@ -42,7 +42,7 @@ def run(out, device, steps=3000, batch_size=64, lr=1e-3, weight_decay=0.05, warm
     model = CLIP(tokenizer.config["vocab"], tokenizer.max_len, embed_dim=embed_dim, text_dim=text_dim,
                  text_depth=text_depth, heads=heads, width=width, image_dim=image_dim)
     result = train(model, loss_fn, get_batch, steps=steps, lr=lr, weight_decay=weight_decay, warmup=warmup,
-                   ema_decay=ema_decay, seed=seed, device=device, state_path=out + ".run", desc="clip")
+                   ema_decay=ema_decay, seed=seed, device=device, state_path=out, desc="clip")
     ema = result.ema
     metrics = evaluate(ema, galleries=eval_galleries, n=eval_n)
     metrics.update(temperature=round(1 / ema.scale.item(), 4),

@@ -140,8 +140,8 @@ def fp16_check(model, n=64, steps=50, seed=0, sigma_min=0.01, sigma_max=80.0):
             "mean_abs_diff": round((a - b).abs().mean().item(), 5)}
 
 
-def run(out, device, steps=6000, batch_size=32, lr=2e-3, channels=16, num_res_blocks=1, dropout=0.1,
-        p_uncond=0.1, sigma_kind="loguniform", sigma_min=0.01, sigma_max=80.0, ema_decay=0.995, seed=0, eval_n=1000,
+def run(out, device, steps=6000, batch_size=32, lr=1e-3, channels=16, num_res_blocks=1, dropout=0.1,
+        p_uncond=0.1, sigma_kind="loguniform", sigma_min=0.01, sigma_max=80.0, ema_decay=0.9995, seed=0, eval_n=1000,
         eval_cfg_scale=3.0, channels_last=False, compile=False):
     images, labels = load_mnist("test")                                # (10000, 1, 28, 28) in [-1, 1]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -160,7 +160,7 @@ def run(out, device, steps=6000, batch_size=32, lr=2e-3, channels=16, num_res_bl
         return diffusion_loss(forward, *batch, gen, sigma_min, sigma_max, p_uncond, sigma_kind)
 
     result = train(model, loss_fn, get_batch, steps=steps, lr=lr, ema_decay=ema_decay, seed=seed,
-                   device=device, state_path=out + ".run", desc="mnist U-Net")
+                   device=device, state_path=out, desc="mnist U-Net")
     ema = result.ema.to(memory_format=torch.contiguous_format).eval()
     metrics = {"final_loss": round(sum(result.losses[-200:]) / len(result.losses[-200:]), 4),
                "train_images": f"MNIST test split, images 0-{N_TRAIN - 1}",

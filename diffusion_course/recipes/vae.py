@@ -130,7 +130,7 @@ def run(out, device, steps=3000, batch_size=16, lr=1e-3, factor=8, latent_channe
         dec_blocks=2, kl_weight=1e-2, recon="l1", ema_decay=0.999, seed=0, eval_n=2000, scale_n=2000,
         sweep_steps=800, sweep_width=16, sweep_batch_size=16):
     vae, result = train_vae(device, steps, batch_size, lr, factor, latent_channels, width, enc_blocks, dec_blocks,
-                            kl_weight, recon, ema_decay, seed, state_path=out + ".run", scale_n=scale_n)
+                            kl_weight, recon, ema_decay, seed, state_path=out, scale_n=scale_n)
     test = make_scenes(eval_n, seed=EVAL_SEED).images                                    # (N, 3, 64, 64)
     held = make_scenes(min(eval_n, 500), seed=EVAL_SEED + 1, split="heldout").images
     half = half_rounded(vae)                                           # the weights as the checkpoint stores them
