@@ -68,5 +68,8 @@ def test_evaluate_reports_every_setting_and_the_targets():
     assert s["fd_accelerated_10_over_ddim_50"] == round(r["samplers"]["accelerated_10"]["fd"] /
                                                          r["samplers"]["ddim_50"]["fd"], 3)
     assert s["guided_accuracy"] == r["guidance"]["ddim_50_cfg2"]["accuracy"]
+    fast = r["guided_accelerated_10"]
+    assert (fast["sampler"], fast["steps"], fast["cfg_scale"], fast["n"]) == ("accelerated", 10, 2.0, 20)
+    assert s["fd_accelerated_10_over_ddim_50_guided"] == round(fast["fd"] / r["guidance"]["ddim_50_cfg2"]["fd"], 3)
     other = s["fd_ddim_50_other_seed"]
     assert other["seed"] == 1 and other["ratio_to_seed"] == round(other["fd"] / r["samplers"]["ddim_50"]["fd"], 3)
