@@ -45,3 +45,13 @@ def test_mnist_classifier_accuracy_as_its_card_says(mnist_root, monkeypatch):
     card = read_card("mnist_classifier")
     acc = class_accuracy(load_model("mnist_classifier"), images[9000:], labels[9000:])
     assert acc == pytest.approx(card["metrics"]["heldout_accuracy"], abs=0.002)
+
+
+def test_mnist_unet_draws_the_digits_asked_for():
+    """Loading is not enough: with the current sampling code the shipped weights must still draw
+    digits that the classifier recognises as the ones asked for."""
+    from diffusion_course.metrics import class_accuracy
+    from diffusion_course.recipes import mnist
+    labels = torch.arange(40) % 10
+    x = mnist.sample_digits(load_model("mnist_unet"), labels, "ddim", steps=10, cfg_scale=2.0, seed=3)
+    assert class_accuracy(load_model("mnist_classifier"), x, labels) >= 0.9
