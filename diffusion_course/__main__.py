@@ -12,7 +12,9 @@ the default), runs it, resumes it if it was interrupted (its state lives beside 
 output; a finished run asked again with a larger --steps continues where it ended, the
 same as a run started with that many steps), and writes the checkpoint with a card
 recording the recipe, the exact command, the package version, the git commit, the
-hardware and the wall time.
+hardware and the wall time of this command. After a resume, the recipe's metrics say where
+it picked up (`resumed_from_step`; a finished run asked again only re-evaluates) and
+`train_seconds` adds up the training time of every session.
 """
 import argparse
 import importlib

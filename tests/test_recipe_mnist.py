@@ -73,3 +73,28 @@ def test_evaluate_reports_every_setting_and_the_targets():
     assert s["fd_accelerated_10_over_ddim_50_guided"] == round(fast["fd"] / r["guidance"]["ddim_50_cfg2"]["fd"], 3)
     other = s["fd_ddim_50_other_seed"]
     assert other["seed"] == 1 and other["ratio_to_seed"] == round(other["fd"] / r["samplers"]["ddim_50"]["fd"], 3)
+    assert set(r["ddpm_bands"]) == set(mnist.DDPM_BANDS)
+    for name, row in r["ddpm_bands"].items():
+        assert (row["sampler"], row["steps"], row["n"], row["ddpm_band"]) == ("ddim", 50, 20, list(mnist.DDPM_BANDS[name]))
+
+
+def test_ddpm_band_mixes_the_two_step_rules_by_sigma():
+    torch.manual_seed(0)
+    model = mnist.make_model(channels=8).eval()
+    labels = torch.arange(4)
+
+    def digits(sampler="ddim", band=None):
+        return mnist.sample_digits(model, labels, sampler, steps=6, cfg_scale=1.0, seed=0, ddpm_band=band)
+
+    ddim, ddpm = digits(), digits("ddpm")
+    assert torch.equal(digits(band=(100.0, 200.0)), ddim)          # no step in the band: all DDIM
+    assert torch.equal(digits(band=(0.0, 80.0)), ddpm)             # every step in the band: all DDPM
+    mixed = digits(band=(1.0, 5.0))                                # some of each: neither
+    assert not torch.equal(mixed, ddim) and not torch.equal(mixed, ddpm)
+    sigmas = mnist.sampling_sigmas(6)
+    runs = mnist._runs(sigmas, "ddim", (1.0, 5.0))
+    assert torch.equal(torch.cat([runs[0][1]] + [part[1:] for _, part in runs[1:]]), sigmas)   # the schedule, whole
+    for rule, part in runs:
+        assert all((1.0 < s <= 5.0) == (rule == "ddpm") for s in part[:-1].tolist())
+    with pytest.raises(ValueError, match="sampler='ddim'"):
+        digits("accelerated", (1.0, 5.0))

@@ -40,7 +40,7 @@ def run(out, device, steps=1500, batch_size=64, lr=1e-3, weight_decay=0.05, warm
         for k, v in attribute_accuracy(predict(ema, scenes.images), scenes.attrs).items():
             metrics[f"{name}_{k}_accuracy"] = round(v, 4)
     metrics.update(final_loss=round(sum(result.losses[-100:]) / len(result.losses[-100:]), 4),
-                   train_seconds=round(result.seconds, 1))
+                   train_seconds=round(result.seconds, 1), resumed_from_step=result.resumed_from)
     return ema.cpu(), metrics
 
 

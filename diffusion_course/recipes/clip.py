@@ -47,7 +47,7 @@ def run(out, device, steps=3000, batch_size=64, lr=1e-3, weight_decay=0.05, warm
     metrics = evaluate(ema, galleries=eval_galleries, n=eval_n)
     metrics.update(temperature=round(1 / ema.scale.item(), 4),
                    final_loss=round(sum(result.losses[-100:]) / len(result.losses[-100:]), 4),
-                   train_seconds=round(result.seconds, 1))
+                   train_seconds=round(result.seconds, 1), resumed_from_step=result.resumed_from)
     return ema.cpu(), metrics
 
 

@@ -13,8 +13,9 @@ unconditional model that classifier-free guidance needs. The checkpoint holds th
 Metrics (when the `mnist_classifier` checkpoint is available, else recorded as skipped):
 class accuracy and the Fréchet distance (with its floor, see metrics.py) of samples from
 DDIM, the accelerated sampler and DDPM at 5-50 steps without guidance, and of DDIM at 50
-steps with guidance scales 1-5, each with its n, reference split, sampler, steps, seed and
-cfg_scale; a summary against the targets (guided accuracy >= 95%, accelerated at 10 steps
+steps with guidance scales 1-5, and of DDIM at 50 steps with DDPM's step rule in one band of
+noise levels (where does fresh noise help?), each with its n, reference split, sampler, steps,
+seed and cfg_scale; a summary against the targets (guided accuracy >= 95%, accelerated at 10 steps
 within 10% of the FD of DDIM at 50, without guidance and, as the chapters sample, with
 guidance at eval_cfg_scale), with DDIM at 50 steps repeated with another seed to show
 how much FD moves by chance alone at this n; and the largest difference between samples from the
@@ -35,6 +36,7 @@ NAME = "mnist_unet"
 HALF = True
 N_TRAIN = 9000                          # images [0, 9000) train, [9000, 10000) are held out
 NULL = 10                               # the null class: "any digit"
+DDPM_BANDS = {"high": (5.0, 80.0), "middle": (1.0, 5.0), "low": (0.0, 1.0)}   # sigma bands for evaluate()
 
 
 def sampling_sigmas(steps, sigma_min=0.01, sigma_max=80.0):
@@ -68,23 +70,47 @@ def diffusion_loss(model, x0, labels, gen, sigma_min=0.01, sigma_max=80.0, p_unc
 
 @torch.no_grad()
 def sample_digits(model, labels, sampler="ddim", steps=50, cfg_scale=2.0, seed=0, batch_size=1000,
-                  sigma_min=0.01, sigma_max=80.0):
-    """Generate one digit per label, (N, 1, 28, 28) in [-1, 1], on the model's device, in batches."""
+                  sigma_min=0.01, sigma_max=80.0, ddpm_band=None):
+    """Generate one digit per label, (N, 1, 28, 28) in [-1, 1], on the model's device, in batches.
+
+    ddpm_band = (lo, hi): an experiment on where fresh noise helps. Steps that start at a sigma
+    in (lo, hi] use DDPM's step rule, the others DDIM's (only with sampler="ddim").
+    """
+    if ddpm_band is not None and sampler != "ddim":
+        raise ValueError(f"ddpm_band mixes DDPM steps into DDIM: use it with sampler='ddim', not {sampler!r}")
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
     sigmas = sampling_sigmas(steps, sigma_min, sigma_max)
     out = []
     for i in range(0, len(labels), batch_size):
         y = labels[i:i + batch_size].to(device)
-        x = generate(model, sigmas, (len(y), 1, 28, 28), sampler, cond=y, cfg_scale=cfg_scale, generator=gen)
+        x = sigmas[0].item() * torch.randn((len(y), 1, 28, 28), generator=gen, device=device)
+        for rule, part in _runs(sigmas, sampler, ddpm_band):
+            x = generate(model, part, x=x, sampler=rule, cond=y, cfg_scale=cfg_scale, generator=gen)
         out.append(x.clamp(-1, 1).float().cpu())
     return torch.cat(out)
+
+
+def _runs(sigmas, sampler, ddpm_band):
+    """Cut the schedule into runs of consecutive steps that share a step rule: [(rule, sigmas)]."""
+    if ddpm_band is None:
+        return [(sampler, sigmas)]
+    lo, hi = ddpm_band
+    rules = ["ddpm" if lo < s <= hi else sampler for s in sigmas[:-1].tolist()]
+    runs, start = [], 0
+    for i in range(1, len(rules) + 1):
+        if i == len(rules) or rules[i] != rules[start]:
+            runs.append((rules[start], sigmas[start:i + 1]))
+            start = i
+    return runs
 
 
 def evaluate(model, images, n=2000, cfg_scale=2.0, seed=0, sigma_min=0.01, sigma_max=80.0,
              grid_steps=(5, 10, 25, 50), cfg_scales=(1.0, 2.0, 3.0, 5.0)):
     """Accuracy and FD (with floor) of samples: every sampler x steps without guidance, then a
-    guidance sweep with DDIM at 50 steps, and a summary against the recipe's targets.
+    guidance sweep with DDIM at 50 steps, DDIM at 50 steps with DDPM's steps in one band of
+    noise levels (`DDPM_BANDS`: where does fresh noise help?), and a summary against the
+    recipe's targets.
 
     Needs the `mnist_classifier` checkpoint; returns {"skipped": why} without it. Every entry
     records n, its reference split, sampler, steps, seed and cfg_scale.
@@ -99,11 +125,14 @@ def evaluate(model, images, n=2000, cfg_scale=2.0, seed=0, sigma_min=0.01, sigma
     labels = torch.arange(n) % 10
     reference = "MNIST test split, all 10,000 images (the U-Net trained on the first 9,000)"
 
-    def report(sampler, steps, scale, seed=seed):
-        x = sample_digits(model, labels, sampler, steps, scale, seed, sigma_min=sigma_min, sigma_max=sigma_max)
+    def report(sampler, steps, scale, seed=seed, ddpm_band=None):
+        x = sample_digits(model, labels, sampler, steps, scale, seed, sigma_min=sigma_min, sigma_max=sigma_max,
+                          ddpm_band=ddpm_band)
         r = fd_report(classifier, x, images, labels=labels, n=n, sampler=sampler, steps=steps, seed=seed,
                       reference=reference)
         r["cfg_scale"] = scale
+        if ddpm_band:
+            r["ddpm_band"] = list(ddpm_band)
         held = fd_report(classifier, x, images[N_TRAIN:], n=min(n, 500), reference="MNIST test split, "
                          "held-out images 9000-9999")
         r["heldout"] = {k: held[k] for k in ("fd", "fd_floor", "n", "reference")}
@@ -120,6 +149,8 @@ def evaluate(model, images, n=2000, cfg_scale=2.0, seed=0, sigma_min=0.01, sigma
     guided_fast = results["guided_accelerated_10"] = report("accelerated", 10, cfg_scale)
     fast, slow = results["samplers"].get("accelerated_10"), results["samplers"].get("ddim_50")
     again = report("ddim", 50, 1.0, seed + 1) if slow else None       # the same setting, other random numbers
+    # Where does DDPM's fresh noise help? DDIM at 50 steps, with DDPM's step rule in one band of sigma.
+    results["ddpm_bands"] = {name: report("ddim", 50, 1.0, ddpm_band=band) for name, band in DDPM_BANDS.items()}
     results["summary"] = {
         "guided_accuracy": guided["accuracy"], "guided": f"ddim, 50 steps, cfg_scale {cfg_scale:g}, n {n}",
         "target_guided_accuracy": 0.95,
@@ -168,7 +199,7 @@ def run(out, device, steps=6000, batch_size=32, lr=1e-3, channels=16, num_res_bl
     metrics = {"final_loss": round(sum(result.losses[-200:]) / len(result.losses[-200:]), 4),
                "train_images": f"MNIST test split, images 0-{N_TRAIN - 1}",
                "sampling_schedule": f"loglinear, sigma {sigma_max} -> {sigma_min}",
-               "train_seconds": round(result.seconds, 1)}
+               "train_seconds": round(result.seconds, 1), "resumed_from_step": result.resumed_from}
     if eval_n > 0:
         metrics["samples"] = evaluate(ema, images, eval_n, eval_cfg_scale, seed, sigma_min, sigma_max)
         metrics["fp16_weights"] = fp16_check(ema, min(64, eval_n), 50, seed, sigma_min, sigma_max)

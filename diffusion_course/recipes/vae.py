@@ -136,6 +136,7 @@ def run(out, device, steps=3000, batch_size=16, lr=1e-3, factor=8, latent_channe
     half = half_rounded(vae)                                           # the weights as the checkpoint stores them
     tail = result.losses[-200:]
     metrics = {"final_loss": round(sum(tail) / len(tail), 5), "train_seconds": round(result.seconds, 1),
+               "resumed_from_step": result.resumed_from,
                "latent_shape": list(vae.latent_shape(test.shape)[1:]),
                "compression": round(test[0].numel() / torch.Size(vae.latent_shape(test.shape)[1:]).numel(), 2),
                "shift": round(vae.shift, 5), "scale": round(vae.scale, 5),
