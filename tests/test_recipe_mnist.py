@@ -75,7 +75,8 @@ def test_evaluate_reports_every_setting_and_the_targets():
     assert other["seed"] == 1 and other["ratio_to_seed"] == round(other["fd"] / r["samplers"]["ddim_50"]["fd"], 3)
     assert set(r["ddpm_bands"]) == set(mnist.DDPM_BANDS)
     for name, row in r["ddpm_bands"].items():
-        assert (row["sampler"], row["steps"], row["n"], row["ddpm_band"]) == ("ddim", 50, 20, list(mnist.DDPM_BANDS[name]))
+        want = ("ddim", 50, 20, list(mnist.DDPM_BANDS[name]))
+        assert (row["sampler"], row["steps"], row["n"], row["ddpm_band"]) == want
 
 
 def test_ddpm_band_mixes_the_two_step_rules_by_sigma():
@@ -92,9 +93,10 @@ def test_ddpm_band_mixes_the_two_step_rules_by_sigma():
     mixed = digits(band=(1.0, 5.0))                                # some of each: neither
     assert not torch.equal(mixed, ddim) and not torch.equal(mixed, ddpm)
     sigmas = mnist.sampling_sigmas(6)
-    runs = mnist._runs(sigmas, "ddim", (1.0, 5.0))
-    assert torch.equal(torch.cat([runs[0][1]] + [part[1:] for _, part in runs[1:]]), sigmas)   # the schedule, whole
-    for rule, part in runs:
+    segments = mnist._segments(sigmas, "ddim", (1.0, 5.0))
+    whole = torch.cat([segments[0][1]] + [part[1:] for _, part in segments[1:]])
+    assert torch.equal(whole, sigmas)                              # the segments join up into the schedule
+    for rule, part in segments:
         assert all((1.0 < s <= 5.0) == (rule == "ddpm") for s in part[:-1].tolist())
     with pytest.raises(ValueError, match="sampler='ddim'"):
         digits("accelerated", (1.0, 5.0))

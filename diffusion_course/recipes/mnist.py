@@ -85,24 +85,24 @@ def sample_digits(model, labels, sampler="ddim", steps=50, cfg_scale=2.0, seed=0
     for i in range(0, len(labels), batch_size):
         y = labels[i:i + batch_size].to(device)
         x = sigmas[0].item() * torch.randn((len(y), 1, 28, 28), generator=gen, device=device)
-        for rule, part in _runs(sigmas, sampler, ddpm_band):
+        for rule, part in _segments(sigmas, sampler, ddpm_band):
             x = generate(model, part, x=x, sampler=rule, cond=y, cfg_scale=cfg_scale, generator=gen)
         out.append(x.clamp(-1, 1).float().cpu())
     return torch.cat(out)
 
 
-def _runs(sigmas, sampler, ddpm_band):
-    """Cut the schedule into runs of consecutive steps that share a step rule: [(rule, sigmas)]."""
+def _segments(sigmas, sampler, ddpm_band):
+    """Cut the schedule into segments of consecutive steps that share a step rule: [(rule, sigmas)]."""
     if ddpm_band is None:
         return [(sampler, sigmas)]
     lo, hi = ddpm_band
     rules = ["ddpm" if lo < s <= hi else sampler for s in sigmas[:-1].tolist()]
-    runs, start = [], 0
+    segments, start = [], 0
     for i in range(1, len(rules) + 1):
         if i == len(rules) or rules[i] != rules[start]:
-            runs.append((rules[start], sigmas[start:i + 1]))
+            segments.append((rules[start], sigmas[start:i + 1]))
             start = i
-    return runs
+    return segments
 
 
 def evaluate(model, images, n=2000, cfg_scale=2.0, seed=0, sigma_min=0.01, sigma_max=80.0,
