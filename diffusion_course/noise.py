@@ -186,6 +186,8 @@ def training_sigmas(batch, sigma_min=0.01, sigma_max=80.0, kind="loguniform", p_
         log-linear schedule).
     kind="lognormal": log(sigma) ~ N(p_mean, p_std^2), clipped to [sigma_min, sigma_max]
         (Karras et al.'s choice, which concentrates on the middle noise levels).
+    kind="mixed": each draw is log-uniform or, with probability 1/2, log-normal as above: every
+        octave keeps some training, and the band around exp(p_mean) gets extra.
     """
     _check_range(sigma_min, sigma_max)
     if kind == "loguniform":
@@ -194,4 +196,8 @@ def training_sigmas(batch, sigma_min=0.01, sigma_max=80.0, kind="loguniform", p_
     if kind == "lognormal":
         z = torch.randn(batch, generator=generator, device=device)
         return torch.exp(p_mean + p_std * z).clamp(sigma_min, sigma_max)
-    raise ValueError(f"unknown kind {kind!r}: expected 'loguniform' or 'lognormal'")
+    if kind == "mixed":
+        uniform = training_sigmas(batch, sigma_min, sigma_max, "loguniform", generator=generator, device=device)
+        normal = training_sigmas(batch, sigma_min, sigma_max, "lognormal", p_mean, p_std, generator, device)
+        return torch.where(torch.rand(batch, generator=generator, device=device) < 0.5, normal, uniform)
+    raise ValueError(f"unknown kind {kind!r}: expected 'loguniform', 'lognormal' or 'mixed'")

@@ -31,6 +31,17 @@ def test_diffusion_loss_by_hand():
     assert loss.item() == pytest.approx(want.item(), rel=1e-5)
 
 
+def test_mixed_sigma_kind_adds_training_levels_around_the_middle_band():
+    model = Recorder()
+    mnist.diffusion_loss(model, torch.zeros(4000, 1, 28, 28), torch.zeros(4000, dtype=torch.long),
+                         torch.Generator().manual_seed(0), sigma_kind="mixed")
+    want = training_sigmas(4000, 0.01, 80.0, "mixed", generator=torch.Generator().manual_seed(0),
+                           **mnist.MIDDLE_SIGMAS)
+    torch.testing.assert_close(model.seen[1], want)
+    middle = ((want > 1) & (want <= 5)).float().mean().item()
+    assert middle > 0.45                    # log-uniform alone puts 18% there
+
+
 def test_label_dropout_uses_the_null_class():
     model = Recorder()
     y = torch.zeros(4000, dtype=torch.long)
