@@ -88,8 +88,8 @@ def test_training_sigmas_range_and_spread():
     assert ((s > 1) & (s < 10)).float().mean().item() == pytest.approx(0.25, abs=0.02)
     ln = noise.training_sigmas(20000, 1e-3, 1e3, kind="lognormal", generator=g)
     assert ln.log().mean().item() == pytest.approx(-1.2, abs=0.05)
-    # mixed, with a narrow log-normal at sigma = 2: half the draws land within 2 * 1.05^(+-3),
-    # and the other half spread log-uniformly, a quarter of them in each decade
+    # mixed, with a narrow log-normal at sigma = 2: half the draws land within 3 std (a factor
+    # e^0.15) of 2, and the other half spread log-uniformly, a quarter of them in each decade
     mix = noise.training_sigmas(20000, 0.01, 100.0, kind="mixed", p_mean=math.log(2.0), p_std=0.05, generator=g)
     near = (mix.log() - math.log(2.0)).abs() < 0.15
     assert near.float().mean().item() == pytest.approx(0.5 + 0.5 * 0.3 / math.log(1e4), abs=0.02)
