@@ -26,6 +26,7 @@ how much FD moves by chance alone at this n; and the largest difference between 
 fp32 and the fp16-rounded weights (the checkpoint is fp16).
 """
 
+import itertools
 import math
 
 import torch
@@ -104,12 +105,12 @@ def _segments(sigmas, sampler, ddpm_band):
     if ddpm_band is None:
         return [(sampler, sigmas)]
     lo, hi = ddpm_band
-    rules = ["ddpm" if lo < s <= hi else sampler for s in sigmas[:-1].tolist()]
+    rules = ["ddpm" if lo < s <= hi else sampler for s in sigmas[:-1].tolist()]   # one per step
     segments, start = [], 0
-    for i in range(1, len(rules) + 1):
-        if i == len(rules) or rules[i] != rules[start]:
-            segments.append((rules[start], sigmas[start:i + 1]))
-            start = i
+    for rule, steps in itertools.groupby(rules):
+        n = len(list(steps))
+        segments.append((rule, sigmas[start:start + n + 1]))
+        start += n
     return segments
 
 
