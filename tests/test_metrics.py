@@ -117,6 +117,36 @@ def test_fd_report_floor_and_passthrough():
     assert fd_report(model, generated, real)["n"] == 60      # default n: as many as both sides allow
 
 
+def test_fd_floor_matches_the_class_counts_of_conditional_samples():
+    # Two classes the features tell apart (dark and bright images), 3:1 in the real data.
+    # Generated: fresh draws of the same two classes, 1:1, like class-conditional samples.
+    torch.manual_seed(0)
+    model = MNISTClassifier(width=8)
+    g = torch.Generator().manual_seed(1)
+
+    def draw(classes):
+        base = torch.where(classes == 0, -0.8, 0.8).view(-1, 1, 1, 1)
+        return base + 0.05 * torch.randn(len(classes), 1, 28, 28, generator=g)
+
+    real_labels = (torch.arange(800) % 4 == 0).long()              # 600 of class 0, 200 of class 1
+    real, labels = draw(real_labels), torch.arange(60) % 2
+    generated = draw(labels)
+    matched = fd_report(model, generated, real, labels=labels, n=60, real_labels=real_labels)
+    assert matched["class_matched"] and matched["floor_draws"] == 5
+    lo, hi = matched["fd_floor_range"]
+    assert lo <= matched["fd_floor"] <= hi
+    assert matched["fd"] < 2 * matched["fd_floor"]                  # a perfect generator scores about the floor
+    # Without the real classes the floor comes from 3:1 sets, and the 1:1 samples look far off.
+    unmatched = fd_report(model, generated, real, labels=labels, n=60)
+    assert not unmatched["class_matched"]
+    assert unmatched["fd"] > 3 * unmatched["fd_floor"]
+    with pytest.raises(ValueError, match="too few of class 1"):
+        fd_report(model, generated, real[:300], labels=torch.ones(60, dtype=torch.long), n=60,
+                  real_labels=real_labels[:300])                      # 75 of class 1, 2 x 60 needed
+    with pytest.raises(ValueError, match="real_labels must hold one class per real image"):
+        fd_report(model, generated, real, labels=labels, real_labels=real_labels[:10])
+
+
 def test_random_shift_moves_content():
     x = -torch.ones(2, 1, 28, 28)
     x[:, 0, 10, 12] = 1.0

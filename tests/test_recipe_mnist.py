@@ -69,12 +69,14 @@ def test_evaluate_reports_every_setting_and_the_targets():
     torch.manual_seed(0)
     model = mnist.make_model(channels=8).eval()                      # untrained: the bookkeeping is tested
     images = torch.rand(mnist.N_TRAIN + 60, 1, 28, 28) * 2 - 1         # 60 "held-out" images after N_TRAIN
-    r = mnist.evaluate(model, images, n=20, cfg_scale=2.0, grid_steps=(10, 50), cfg_scales=(1.0, 2.0))
+    real_labels = torch.arange(len(images)) % 10
+    r = mnist.evaluate(model, images, real_labels, n=20, cfg_scale=2.0, grid_steps=(10, 50), cfg_scales=(1.0, 2.0))
     assert set(r["samplers"]) == {f"{s}_{k}" for s in ("ddim", "accelerated", "ddpm") for k in (10, 50)}
     assert set(r["guidance"]) == {"ddim_50_cfg1", "ddim_50_cfg2"}
     assert r["guidance"]["ddim_50_cfg1"] is r["samplers"]["ddim_50"]
     for row in list(r["samplers"].values()) + list(r["guidance"].values()):
         assert row["n"] == 20 and {"fd", "fd_floor", "accuracy", "sampler", "steps", "seed", "cfg_scale"} <= set(row)
+        assert row["class_matched"] and row["heldout"]["n"] == 20
     s = r["summary"]
     assert s["fd_accelerated_10_over_ddim_50"] == round(r["samplers"]["accelerated_10"]["fd"] /
                                                          r["samplers"]["ddim_50"]["fd"], 3)

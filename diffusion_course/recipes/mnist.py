@@ -115,13 +115,17 @@ def _segments(sigmas, sampler, ddpm_band):
     return segments
 
 
-def evaluate(model, images, n=2000, cfg_scale=2.0, seed=0, sigma_min=0.01, sigma_max=80.0,
+def evaluate(model, images, real_labels, n=1000, cfg_scale=2.0, seed=0, sigma_min=0.01, sigma_max=80.0,
              grid_steps=(5, 10, 25, 50), cfg_scales=(1.0, 2.0, 3.0, 5.0)):
     """Accuracy and FD (with floor) of samples: every sampler x steps without guidance, then a
     guidance sweep with DDIM at 50 steps, DDIM at 50 steps with DDPM's steps in one band of
     noise levels (`DDPM_BANDS`: where does fresh noise help?), and a summary against the
     recipe's targets.
 
+    images, real_labels: the real digits and their classes, for FD; the real sets behind FD
+    and its floor have the class counts of the samples (labels 0-9 in turn). Each entry also
+    has a `heldout` FD against the images the U-Net never saw (N_TRAIN on, n = 400 at most,
+    as many as those 1,000 allow with two disjoint class-matched sets).
     Needs the `mnist_classifier` checkpoint; returns {"skipped": why} without it. Every entry
     records n, its reference split, sampler, steps, seed and cfg_scale.
     """
@@ -139,13 +143,13 @@ def evaluate(model, images, n=2000, cfg_scale=2.0, seed=0, sigma_min=0.01, sigma
         x = sample_digits(model, labels, sampler, steps, scale, seed, sigma_min=sigma_min, sigma_max=sigma_max,
                           ddpm_band=ddpm_band)
         r = fd_report(classifier, x, images, labels=labels, n=n, sampler=sampler, steps=steps, seed=seed,
-                      reference=reference)
+                      reference=reference, real_labels=real_labels)
         r["cfg_scale"] = scale
         if ddpm_band:
             r["ddpm_band"] = list(ddpm_band)
-        held = fd_report(classifier, x, images[N_TRAIN:], n=min(n, 500), reference="MNIST test split, "
-                         "held-out images 9000-9999")
-        r["heldout"] = {k: held[k] for k in ("fd", "fd_floor", "n", "reference")}
+        held = fd_report(classifier, x, images[N_TRAIN:], labels=labels, n=min(n, 400), real_labels=real_labels[
+            N_TRAIN:], reference="MNIST test split, held-out images 9000-9999")
+        r["heldout"] = {k: held[k] for k in ("fd", "fd_floor", "fd_floor_range", "n", "reference")}
         return r
 
     results = {"samplers": {}, "guidance": {}}
@@ -211,7 +215,7 @@ def run(out, device, steps=6000, batch_size=32, lr=1e-3, channels=16, num_res_bl
                "sampling_schedule": f"loglinear, sigma {sigma_max} -> {sigma_min}",
                "train_seconds": round(result.seconds, 1), "resumed_from_step": result.resumed_from}
     if eval_n > 0:
-        metrics["samples"] = evaluate(ema, images, eval_n, eval_cfg_scale, seed, sigma_min, sigma_max)
+        metrics["samples"] = evaluate(ema, images, labels, eval_n, eval_cfg_scale, seed, sigma_min, sigma_max)
         metrics["fp16_weights"] = fp16_check(ema, min(64, eval_n), 50, seed, sigma_min, sigma_max)
     else:                                      # a development run: a quick look only
         metrics["samples"] = {"skipped": "eval_n=0 (a development run)"}
