@@ -65,7 +65,7 @@ def parse_settings(defaults, pairs):
 
 
 def cmd_train(args, rest):
-    from .checkpoint import hardware, save_checkpoint
+    from . import checkpoint
     from .runtime import get_device
 
     recipe = load_recipe(args.recipe)
@@ -75,14 +75,15 @@ def cmd_train(args, rest):
     device = get_device(args.device)
     print(f"training recipe {args.recipe!r} on {device} -> {out}.safetensors")
     print("settings: " + json.dumps(settings))
+    commit = checkpoint.git_commit()          # the code that ran: taken now, not after a long run
     t0 = time.perf_counter()
     model, metrics = recipe.run(out=out, device=device, **settings)
     wall = time.perf_counter() - t0
     card = {"recipe": args.recipe, "settings": settings,
             "command": "python -m diffusion_course " + " ".join(sys.argv[1:]),
-            "hardware": hardware(device), "wall_time_s": round(wall, 1), "metrics": metrics,
-            "description": recipe.__doc__.strip().splitlines()[0]}
-    path = save_checkpoint(out, model, card, half=getattr(recipe, "HALF", False))
+            "git_commit": commit, "hardware": checkpoint.hardware(device), "wall_time_s": round(wall, 1),
+            "metrics": metrics, "description": recipe.__doc__.strip().splitlines()[0]}
+    path = checkpoint.save_checkpoint(out, model, card, half=getattr(recipe, "HALF", False))
     print(f"wrote {path} and its card ({wall:.0f} s)")
     print("metrics: " + json.dumps(metrics, indent=2))
 

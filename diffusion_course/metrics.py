@@ -2,7 +2,7 @@
 
     model = load_model("mnist_classifier")               # trained by recipes/classifier.py
     class_accuracy(model, images, labels)                # does each digit look like its label?
-    fd_report(model, generated, real, sampler="ddim", steps=50, seed=0)
+    fd_report(model, generated, real, labels=wanted, real_labels=real_classes, sampler="ddim", steps=50, seed=0)
 
 The Fréchet distance (FD) compares two *sets* of images through the classifier's
 penultimate-layer features (what the network "sees" just before it decides the class): fit

@@ -46,3 +46,25 @@ def test_recipes_command_lists_defaults(capsys):
     main(["recipes"])
     out = capsys.readouterr().out
     assert all(name in out for name in RECIPES)
+
+
+def test_train_records_the_commit_the_run_started_from(tmp_path, monkeypatch):
+    import itertools
+    import types
+
+    from diffusion_course import __main__ as cli
+    from diffusion_course import checkpoint
+    from diffusion_course.mlp import MLPDenoiser
+    commits = itertools.chain(["abc123"], itertools.repeat("abc123-dirty"))   # the tree changes while it trains
+    monkeypatch.setattr(checkpoint, "git_commit", lambda: next(commits))
+
+    def run(out, device, steps=1):
+        checkpoint.git_commit()                                  # someone edits a file mid-run
+        return MLPDenoiser(hidden=8), {"final_loss": 0.5}
+
+    fake = types.SimpleNamespace(NAME="fake", DEFAULTS={"steps": 1}, run=run, __doc__="A fake recipe.")
+    monkeypatch.setattr(cli, "load_recipe", lambda name: fake)
+    cli.main(["train", "fake", "--out", str(tmp_path / "fake"), "--device", "cpu", "--steps", "3"])
+    card = checkpoint.read_card(str(tmp_path / "fake"))
+    assert card["git_commit"] == "abc123" and card["settings"] == {"steps": 3}
+    assert card["metrics"] == {"final_loss": 0.5} and card["description"] == "A fake recipe."
