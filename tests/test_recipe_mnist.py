@@ -70,7 +70,8 @@ def test_evaluate_reports_every_setting_and_the_targets():
     model = mnist.make_model(channels=8).eval()                      # untrained: the bookkeeping is tested
     images = torch.rand(mnist.N_TRAIN + 60, 1, 28, 28) * 2 - 1         # 60 "held-out" images after N_TRAIN
     real_labels = torch.arange(len(images)) % 10
-    r = mnist.evaluate(model, images, real_labels, n=20, cfg_scale=2.0, grid_steps=(10, 50), cfg_scales=(1.0, 2.0))
+    r = mnist.evaluate(model, images, real_labels, n=20, cfg_scale=2.0, grid_steps=(10, 50), cfg_scales=(1.0, 2.0),
+                       exact_steps=60, path_n=10)
     assert set(r["samplers"]) == {f"{s}_{k}" for s in ("ddim", "accelerated", "ddpm") for k in (10, 50)}
     assert set(r["guidance"]) == {"ddim_50_cfg1", "ddim_50_cfg2"}
     assert r["guidance"]["ddim_50_cfg1"] is r["samplers"]["ddim_50"]
@@ -86,6 +87,11 @@ def test_evaluate_reports_every_setting_and_the_targets():
     assert s["fd_accelerated_10_over_ddim_50_guided"] == round(fast["fd"] / r["guidance"]["ddim_50_cfg2"]["fd"], 3)
     other = s["fd_ddim_50_other_seed"]
     assert other["seed"] == 1 and other["ratio_to_seed"] == round(other["fd"] / r["samplers"]["ddim_50"]["fd"], 3)
+    exact = r["exact_path"]
+    assert (exact["sampler"], exact["steps"], exact["n"], exact["cfg_scale"]) == ("ddim", 60, 20, 1.0)
+    assert s["fd_accelerated_10_over_exact_path"] == round(r["samplers"]["accelerated_10"]["fd"] / exact["fd"], 3)
+    path = r["path_error"]
+    assert (path["n"], path["steps"], set(path["rms"])) == (10, [10, 50, 60], {"ddim", "accelerated"})
     assert set(r["ddpm_bands"]) == set(mnist.DDPM_BANDS)
     for name, row in r["ddpm_bands"].items():
         want = ("ddim", 50, 20, list(mnist.DDPM_BANDS[name]))
@@ -113,3 +119,20 @@ def test_ddpm_band_mixes_the_two_step_rules_by_sigma():
         assert all((1.0 < s <= 5.0) == (rule == "ddpm") for s in part[:-1].tolist())
     with pytest.raises(ValueError, match="sampler='ddim'"):
         digits("accelerated", (1.0, 5.0))
+
+
+def test_path_error_measures_the_distance_to_the_many_step_ddim_answer():
+    torch.manual_seed(0)
+    model = mnist.make_model(channels=8).eval()
+    r = mnist.path_error(model, steps=(3, 12), n=4, exact_steps=12, seed=2)
+    labels = torch.arange(4) % 10
+    exact = mnist.sample_digits(model, labels, "ddim", 12, 1.0, 2)
+    fast = mnist.sample_digits(model, labels, "accelerated", 3, 1.0, 2)
+    assert (r["n"], r["seed"], r["steps"]) == (4, 2, [3, 12])
+    assert r["rms"]["ddim"][1] == 0.0                                # DDIM at exact_steps is the reference
+    assert r["rms"]["accelerated"][0] == round((fast - exact).pow(2).mean().sqrt().item(), 4)
+    assert r["exact_check"] == r["rms"]["accelerated"][1] > 0
+    with pytest.raises(ValueError, match="fresh noise"):
+        mnist.path_error(model, samplers=("ddpm",))
+    with pytest.raises(ValueError, match="positive integers"):
+        mnist.path_error(model, steps=(0, 10))

@@ -18,14 +18,17 @@ unconditional model that classifier-free guidance needs. The checkpoint holds th
 
 Metrics (when the `mnist_classifier` checkpoint is available, else recorded as skipped):
 class accuracy and the Fréchet distance (with its floor, see metrics.py) of samples from
-DDIM, the accelerated sampler and DDPM at 5-50 steps without guidance, and of DDIM at 50
-steps with guidance scales 1-5, and of DDIM at 50 steps with DDPM's step rule in one band of
-noise levels (where does fresh noise help?), each with its n, reference split, sampler, steps,
-seed and cfg_scale; a summary against the targets (guided accuracy >= 95%, accelerated at 10 steps
-within 10% of the FD of DDIM at 50, without guidance and, as the chapters sample, with
-guidance at eval_cfg_scale), with DDIM at 50 steps repeated with another seed to show
-how much FD moves by chance alone at this n; and the largest difference between samples from the
-fp32 and the fp16-rounded weights (the checkpoint is fp16).
+DDIM, the accelerated sampler and DDPM at 5-50 steps without guidance; of DDIM at 50 steps
+with guidance scales 1-5; of DDIM at 50 steps with DDPM's step rule in one band of noise
+levels (where does fresh noise help?); of DDIM at 200 steps (near the model's exact path,
+where the deterministic samplers head with more steps); each with its n, reference split,
+sampler, steps, seed and cfg_scale. Then how close DDIM and the accelerated sampler get to
+that exact path at each number of steps (`path_error`); a summary against the targets
+(guided accuracy >= 95%, accelerated at 10 steps within 10% of the FD of DDIM at 50, without
+guidance and, as the chapters sample, with guidance at eval_cfg_scale), with DDIM at 50
+steps repeated with another seed to show how much FD moves by chance alone at this n; and
+the largest difference between samples from the fp32 and the fp16-rounded weights (the
+checkpoint is fp16).
 """
 
 import itertools
@@ -102,6 +105,42 @@ def sample_digits(model, labels, sampler="ddim", steps=50, cfg_scale=2.0, seed=0
     return torch.cat(out)
 
 
+@torch.no_grad()
+def path_error(model, steps=(5, 10, 25, 50), samplers=("ddim", "accelerated"), n=100, exact_steps=1000, seed=0,
+               sigma_min=0.01, sigma_max=80.0, check=True):
+    """How far the deterministic samplers land from the model's exact path, at each number of steps.
+
+    DDIM and the accelerated sampler add no noise after the start: from the same starting noise,
+    with more and more steps, both approach one answer, the end of the model's exact path (its
+    probability-flow ODE). Both run here from the same noise (`seed`, labels 0-9 in turn, no
+    guidance), and each result is scored by its RMS pixel distance (pixels in [-1, 1]) to DDIM
+    at `exact_steps`. At the same number of steps, the smaller distance follows the path more
+    closely. check=True also runs the accelerated sampler at `exact_steps`: its distance to
+    DDIM there (`exact_check`) shows how well the two agree on the answer. DDPM has no place
+    here: its fresh noise at every step leaves the path by design.
+
+    Returns {"n", "seed", "exact", "exact_check", "steps": [...], "rms": {sampler: [distance per steps]}}.
+    """
+    bad = [s for s in samplers if s not in ("ddim", "accelerated")]
+    if bad:
+        raise ValueError(f"path_error compares deterministic samplers ('ddim', 'accelerated'); {bad[0]!r} adds "
+                         "fresh noise at every step, so it has no single path to be measured against")
+    if not all(isinstance(k, int) and 1 <= k for k in list(steps) + [exact_steps]):
+        raise ValueError(f"steps and exact_steps must be positive integers, got {tuple(steps)} and {exact_steps!r}")
+    labels = torch.arange(n) % 10
+
+    def run(sampler, k):
+        return sample_digits(model, labels, sampler, k, 1.0, seed, sigma_min=sigma_min, sigma_max=sigma_max)
+
+    def rms(a, b):
+        return round((a - b).pow(2).mean().sqrt().item(), 4)
+
+    exact = run("ddim", exact_steps)
+    return {"n": n, "seed": seed, "exact": f"ddim, {exact_steps} steps, same starting noise, no guidance",
+            "exact_check": rms(run("accelerated", exact_steps), exact) if check else None,
+            "steps": list(steps), "rms": {s: [rms(run(s, k), exact) for k in steps] for s in samplers}}
+
+
 def _segments(sigmas, sampler, ddpm_band):
     """Cut the schedule into segments of consecutive steps that share a step rule: [(rule, sigmas)]."""
     if ddpm_band is None:
@@ -117,11 +156,13 @@ def _segments(sigmas, sampler, ddpm_band):
 
 
 def evaluate(model, images, real_labels, n=1000, cfg_scale=2.0, seed=0, sigma_min=0.01, sigma_max=80.0,
-             grid_steps=(5, 10, 25, 50), cfg_scales=(1.0, 2.0, 3.0, 5.0)):
+             grid_steps=(5, 10, 25, 50), cfg_scales=(1.0, 2.0, 3.0, 5.0), exact_steps=200, path_n=100):
     """Accuracy and FD (with floor) of samples: every sampler x steps without guidance, then a
     guidance sweep with DDIM at 50 steps, DDIM at 50 steps with DDPM's steps in one band of
-    noise levels (`DDPM_BANDS`: where does fresh noise help?), and a summary against the
-    recipe's targets.
+    noise levels (`DDPM_BANDS`: where does fresh noise help?), DDIM at `exact_steps` (close to
+    the model's exact path: the FD the deterministic samplers approach with many steps) and
+    `path_error` for path_n digits (how close each of them gets to that path), and a summary
+    against the recipe's targets.
 
     images, real_labels: the real digits and their classes, for FD; the real sets behind FD
     and its floor have the class counts of the samples (labels 0-9 in turn). Each entry also
@@ -166,12 +207,19 @@ def evaluate(model, images, real_labels, n=1000, cfg_scale=2.0, seed=0, sigma_mi
     again = report("ddim", 50, 1.0, seed + 1) if slow else None       # the same setting, other random numbers
     # Where does DDPM's fresh noise help? DDIM at 50 steps, with DDPM's step rule in one band of sigma.
     results["ddpm_bands"] = {name: report("ddim", 50, 1.0, ddpm_band=band) for name, band in DDPM_BANDS.items()}
+    # Where do the deterministic samplers converge to, and how fast?
+    exact = results["exact_path"] = report("ddim", exact_steps, 1.0)
+    results["path_error"] = path_error(model, tuple(grid_steps) + (exact_steps,), n=min(n, path_n), seed=seed, sigma_min=sigma_min,
+                                       sigma_max=sigma_max)
     results["summary"] = {
         "guided_accuracy": guided["accuracy"], "guided": f"ddim, 50 steps, cfg_scale {cfg_scale:g}, n {n}",
         "target_guided_accuracy": 0.95,
         "fd_accelerated_10_over_ddim_50": round(fast["fd"] / slow["fd"], 3) if fast and slow else None,
         "fd_accelerated_10_over_ddim_50_guided": round(guided_fast["fd"] / guided["fd"], 3),
         "target_fd_ratio": 1.10,
+        "fd_accelerated_10_over_exact_path": round(fast["fd"] / exact["fd"], 3) if fast else None,
+        "exact_path": f"ddim, {exact_steps} steps: near the end of the model's exact path, where DDIM and the "
+                      "accelerated sampler both head with more steps (path_error measures how near)",
         "fd_ddim_50_other_seed": again and {"fd": again["fd"], "seed": seed + 1, "ratio_to_seed": round(
             again["fd"] / slow["fd"], 3), "why": "seed-to-seed noise of FD at this n: ratios closer to 1 than "
                                                   "this one are not resolved"}}
