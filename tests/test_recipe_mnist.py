@@ -71,7 +71,7 @@ def test_evaluate_reports_every_setting_and_the_targets():
     images = torch.rand(mnist.N_TRAIN + 60, 1, 28, 28) * 2 - 1         # 60 "held-out" images after N_TRAIN
     real_labels = torch.arange(len(images)) % 10
     r = mnist.evaluate(model, images, real_labels, n=20, cfg_scale=2.0, grid_steps=(10, 50), cfg_scales=(1.0, 2.0),
-                       exact_steps=60, path_n=10)
+                       exact_steps=60, path_n=10, gams=(1.0, 1.5))
     assert set(r["samplers"]) == {f"{s}_{k}" for s in ("ddim", "accelerated", "ddpm") for k in (10, 50)}
     assert set(r["guidance"]) == {"ddim_50_cfg1", "ddim_50_cfg2"}
     assert r["guidance"]["ddim_50_cfg1"] is r["samplers"]["ddim_50"]
@@ -92,6 +92,9 @@ def test_evaluate_reports_every_setting_and_the_targets():
     assert s["fd_accelerated_10_over_exact_path"] == round(r["samplers"]["accelerated_10"]["fd"] / exact["fd"], 3)
     path = r["path_error"]
     assert (path["n"], path["steps"], set(path["rms"])) == (10, [10, 50, 60], {"ddim", "accelerated"})
+    assert (path["gams"], path["gam_steps"], path["gam_rms"][0]) == ([1.0, 1.5], 10, path["rms"]["ddim"][0])
+    assert [(row["gam"], row["steps"]) for row in r["gam_sweep"]] == [(1.0, 10), (1.5, 10)]
+    assert r["gam_sweep"][0]["fd"] == r["samplers"]["ddim_10"]["fd"]              # gam 1 is DDIM
     assert set(r["ddpm_bands"]) == set(mnist.DDPM_BANDS)
     for name, row in r["ddpm_bands"].items():
         want = ("ddim", 50, 20, list(mnist.DDPM_BANDS[name]))
@@ -124,7 +127,7 @@ def test_ddpm_band_mixes_the_two_step_rules_by_sigma():
 def test_path_error_measures_the_distance_to_the_many_step_ddim_answer():
     torch.manual_seed(0)
     model = mnist.make_model(channels=8).eval()
-    r = mnist.path_error(model, steps=(3, 12), n=4, exact_steps=12, seed=2)
+    r = mnist.path_error(model, steps=(3, 12), n=4, exact_steps=12, seed=2, gams=(2.0, 1.5), gam_steps=3)
     labels = torch.arange(4) % 10
     exact = mnist.sample_digits(model, labels, "ddim", 12, 1.0, 2)
     fast = mnist.sample_digits(model, labels, "accelerated", 3, 1.0, 2)
@@ -132,6 +135,9 @@ def test_path_error_measures_the_distance_to_the_many_step_ddim_answer():
     assert r["rms"]["ddim"][1] == 0.0                                # DDIM at exact_steps is the reference
     assert r["rms"]["accelerated"][0] == round((fast - exact).pow(2).mean().sqrt().item(), 4)
     assert r["exact_check"] == r["rms"]["accelerated"][1] > 0
+    assert r["gam_rms"][0] == r["rms"]["accelerated"][0]                       # gam 2 is the accelerated sampler
+    blend = mnist.sample_digits(model, labels, "ddim", 3, 1.0, 2, gam=1.5)
+    assert r["gam_rms"][1] == round((blend - exact).pow(2).mean().sqrt().item(), 4)
     with pytest.raises(ValueError, match="fresh noise"):
         mnist.path_error(model, samplers=("ddpm",))
     with pytest.raises(ValueError, match="positive integers"):

@@ -84,9 +84,11 @@ def diffusion_loss(model, x0, labels, gen, sigma_min=0.01, sigma_max=80.0, p_unc
 
 @torch.no_grad()
 def sample_digits(model, labels, sampler="ddim", steps=50, cfg_scale=2.0, seed=0, batch_size=1000,
-                  sigma_min=0.01, sigma_max=80.0, ddpm_band=None):
+                  sigma_min=0.01, sigma_max=80.0, ddpm_band=None, gam=None):
     """Generate one digit per label, (N, 1, 28, 28) in [-1, 1], on the model's device, in batches.
 
+    gam: overrides the sampler's extrapolation (DDIM's 1, the accelerated sampler's 2; values
+    between blend the two).
     ddpm_band = (lo, hi): an experiment on where fresh noise helps. Steps that start at a sigma
     in (lo, hi] use DDPM's step rule, the others DDIM's (only with sampler="ddim").
     """
@@ -100,14 +102,15 @@ def sample_digits(model, labels, sampler="ddim", steps=50, cfg_scale=2.0, seed=0
         y = labels[i:i + batch_size].to(device)
         x = sigmas[0].item() * torch.randn((len(y), 1, 28, 28), generator=gen, device=device)
         for rule, part in _segments(sigmas, sampler, ddpm_band):
-            x = generate(model, part, x=x, sampler=rule, cond=y, cfg_scale=cfg_scale, generator=gen)
+            extra = {} if gam is None or rule == "ddpm" else {"gam": gam}
+            x = generate(model, part, x=x, sampler=rule, cond=y, cfg_scale=cfg_scale, generator=gen, **extra)
         out.append(x.clamp(-1, 1).float().cpu())
     return torch.cat(out)
 
 
 @torch.no_grad()
 def path_error(model, steps=(5, 10, 25, 50), samplers=("ddim", "accelerated"), n=100, exact_steps=1000, seed=0,
-               sigma_min=0.01, sigma_max=80.0, check=True):
+               sigma_min=0.01, sigma_max=80.0, check=True, gams=(), gam_steps=10):
     """How far the deterministic samplers land from the model's exact path, at each number of steps.
 
     DDIM and the accelerated sampler add no noise after the start: from the same starting noise,
@@ -117,9 +120,11 @@ def path_error(model, steps=(5, 10, 25, 50), samplers=("ddim", "accelerated"), n
     at `exact_steps`. At the same number of steps, the smaller distance follows the path more
     closely. check=True also runs the accelerated sampler at `exact_steps`: its distance to
     DDIM there (`exact_check`) shows how well the two agree on the answer. DDPM has no place
-    here: its fresh noise at every step leaves the path by design.
+    here: its fresh noise at every step leaves the path by design. `gams`: also the distance at
+    `gam_steps` steps for each of these extrapolations (1 is DDIM, 2 the accelerated sampler).
 
-    Returns {"n", "seed", "exact", "exact_check", "steps": [...], "rms": {sampler: [distance per steps]}}.
+    Returns {"n", "seed", "exact", "exact_check", "steps": [...], "rms": {sampler: [distance per
+    steps]}, "gam_steps", "gams": [...], "gam_rms": [distance per gam]}.
     """
     bad = [s for s in samplers if s not in ("ddim", "accelerated")]
     if bad:
@@ -129,8 +134,8 @@ def path_error(model, steps=(5, 10, 25, 50), samplers=("ddim", "accelerated"), n
         raise ValueError(f"steps and exact_steps must be positive integers, got {tuple(steps)} and {exact_steps!r}")
     labels = torch.arange(n) % 10
 
-    def run(sampler, k):
-        return sample_digits(model, labels, sampler, k, 1.0, seed, sigma_min=sigma_min, sigma_max=sigma_max)
+    def run(sampler, k, gam=None):
+        return sample_digits(model, labels, sampler, k, 1.0, seed, sigma_min=sigma_min, sigma_max=sigma_max, gam=gam)
 
     def rms(a, b):
         return round((a - b).pow(2).mean().sqrt().item(), 4)
@@ -138,7 +143,8 @@ def path_error(model, steps=(5, 10, 25, 50), samplers=("ddim", "accelerated"), n
     exact = run("ddim", exact_steps)
     return {"n": n, "seed": seed, "exact": f"ddim, {exact_steps} steps, same starting noise, no guidance",
             "exact_check": rms(run("accelerated", exact_steps), exact) if check else None,
-            "steps": list(steps), "rms": {s: [rms(run(s, k), exact) for k in steps] for s in samplers}}
+            "steps": list(steps), "rms": {s: [rms(run(s, k), exact) for k in steps] for s in samplers},
+            "gam_steps": gam_steps, "gams": list(gams), "gam_rms": [rms(run("ddim", gam_steps, g), exact) for g in gams]}
 
 
 def _segments(sigmas, sampler, ddpm_band):
@@ -156,13 +162,15 @@ def _segments(sigmas, sampler, ddpm_band):
 
 
 def evaluate(model, images, real_labels, n=1000, cfg_scale=2.0, seed=0, sigma_min=0.01, sigma_max=80.0,
-             grid_steps=(5, 10, 25, 50), cfg_scales=(1.0, 2.0, 3.0, 5.0), exact_steps=200, path_n=100):
+             grid_steps=(5, 10, 25, 50), cfg_scales=(1.0, 2.0, 3.0, 5.0), exact_steps=200, path_n=100,
+             gams=(1.0, 1.25, 1.5, 1.75, 2.0)):
     """Accuracy and FD (with floor) of samples: every sampler x steps without guidance, then a
     guidance sweep with DDIM at 50 steps, DDIM at 50 steps with DDPM's steps in one band of
     noise levels (`DDPM_BANDS`: where does fresh noise help?), DDIM at `exact_steps` (close to
     the model's exact path: the FD the deterministic samplers approach with many steps) and
-    `path_error` for path_n digits (how close each of them gets to that path), and a summary
-    against the recipe's targets.
+    `path_error` for path_n digits (how close each of them gets to that path), 10 steps with
+    each extrapolation in `gams` (from DDIM's 1 to the accelerated sampler's 2: FD against
+    closeness to the path), and a summary against the recipe's targets.
 
     images, real_labels: the real digits and their classes, for FD; the real sets behind FD
     and its floor have the class counts of the samples (labels 0-9 in turn). Each entry also
@@ -181,14 +189,16 @@ def evaluate(model, images, real_labels, n=1000, cfg_scale=2.0, seed=0, sigma_mi
     labels = torch.arange(n) % 10
     reference = "MNIST test split, all 10,000 images (the U-Net trained on the first 9,000)"
 
-    def report(sampler, steps, scale, seed=seed, ddpm_band=None):
+    def report(sampler, steps, scale, seed=seed, ddpm_band=None, gam=None):
         x = sample_digits(model, labels, sampler, steps, scale, seed, sigma_min=sigma_min, sigma_max=sigma_max,
-                          ddpm_band=ddpm_band)
+                          ddpm_band=ddpm_band, gam=gam)
         r = fd_report(classifier, x, images, labels=labels, n=n, sampler=sampler, steps=steps, seed=seed,
                       reference=reference, real_labels=real_labels)
         r["cfg_scale"] = scale
         if ddpm_band:
             r["ddpm_band"] = list(ddpm_band)
+        if gam is not None:
+            r["gam"] = gam
         held = fd_report(classifier, x, images[N_TRAIN:], labels=labels, n=min(n, 400), real_labels=real_labels[
             N_TRAIN:], reference="MNIST test split, held-out images 9000-9999")
         r["heldout"] = {k: held[k] for k in ("fd", "fd_floor", "fd_floor_range", "n", "reference")}
@@ -209,8 +219,9 @@ def evaluate(model, images, real_labels, n=1000, cfg_scale=2.0, seed=0, sigma_mi
     results["ddpm_bands"] = {name: report("ddim", 50, 1.0, ddpm_band=band) for name, band in DDPM_BANDS.items()}
     # Where do the deterministic samplers converge to, and how fast?
     exact = results["exact_path"] = report("ddim", exact_steps, 1.0)
-    results["path_error"] = path_error(model, tuple(grid_steps) + (exact_steps,), n=min(n, path_n), seed=seed, sigma_min=sigma_min,
-                                       sigma_max=sigma_max)
+    results["path_error"] = path_error(model, tuple(grid_steps) + (exact_steps,), n=min(n, path_n), seed=seed,
+                                       sigma_min=sigma_min, sigma_max=sigma_max, gams=gams, gam_steps=10)
+    results["gam_sweep"] = [report("ddim", 10, 1.0, gam=g) for g in gams]   # FD against the same gams
     results["summary"] = {
         "guided_accuracy": guided["accuracy"], "guided": f"ddim, 50 steps, cfg_scale {cfg_scale:g}, n {n}",
         "target_guided_accuracy": 0.95,
