@@ -13,6 +13,9 @@ Karras et al.'s log-normal levels alone (`--sigma_kind lognormal`) measured much
 this size (FD 0.58 against 0.28 for DDIM at 50, with the earlier, unmatched FD reference).
 10% of the labels are replaced by the null class 10, so the same network also learns the
 unconditional model that classifier-free guidance needs. The checkpoint holds the EMA weights.
+Length: 18,000 steps of 32 images (about 45 minutes on a 2-core CPU). Continuing the same run
+(the learning rate is constant after warm-up) measured DDIM at 50 steps at FD 0.107 after
+6,000 steps, 0.075 after 12,000 and 0.061 after 18,000 (n = 1,000, seed 0, no guidance).
 
     python -m diffusion_course train mnist
 
@@ -253,7 +256,7 @@ def fp16_check(model, n=64, steps=50, seed=0, sigma_min=0.01, sigma_max=80.0):
             "mean_abs_diff": round((a - b).abs().mean().item(), 5)}
 
 
-def run(out, device, steps=6000, batch_size=32, lr=1e-3, channels=16, num_res_blocks=1, dropout=0.1,
+def run(out, device, steps=18000, batch_size=32, lr=1e-3, channels=16, num_res_blocks=1, dropout=0.1,
         p_uncond=0.1, sigma_kind="mixed", sigma_min=0.01, sigma_max=80.0, ema_decay=0.9995, seed=0, eval_n=1000,
         eval_cfg_scale=3.0, channels_last=False, compile=False):
     images, labels = load_mnist("test")                                # (10000, 1, 28, 28) in [-1, 1]
