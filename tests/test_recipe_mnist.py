@@ -124,6 +124,12 @@ def test_ddpm_band_mixes_the_two_step_rules_by_sigma():
         digits("accelerated", (1.0, 5.0))
 
 
+def test_mean_ink_is_the_brightness_in_zero_one():
+    black, white = -torch.ones(2, 1, 28, 28), torch.ones(2, 1, 28, 28)
+    assert mnist.mean_ink(black) == 0.0 and mnist.mean_ink(white) == 1.0
+    assert mnist.mean_ink(torch.cat([black, white])) == 0.5
+
+
 def test_path_error_measures_the_distance_to_the_many_step_ddim_answer():
     torch.manual_seed(0)
     model = mnist.make_model(channels=8).eval()
@@ -138,6 +144,9 @@ def test_path_error_measures_the_distance_to_the_many_step_ddim_answer():
     assert r["gam_rms"][0] == r["rms"]["accelerated"][0]                       # gam 2 is the accelerated sampler
     blend = mnist.sample_digits(model, labels, "ddim", 3, 1.0, 2, gam=1.5)
     assert r["gam_rms"][1] == round((blend - exact).pow(2).mean().sqrt().item(), 4)
+    assert r["ink"]["accelerated"][0] == round((fast.mean().item() + 1) / 2, 4) == r["gam_ink"][0]
+    assert r["exact_ink"] == r["ink"]["ddim"][1] == round((exact.mean().item() + 1) / 2, 4)
+    assert r["gam_ink"][1] == round((blend.mean().item() + 1) / 2, 4)
     with pytest.raises(ValueError, match="fresh noise"):
         mnist.path_error(model, samplers=("ddpm",))
     with pytest.raises(ValueError, match="positive integers"):
