@@ -1,4 +1,7 @@
 """The MNIST U-Net recipe: its loss by hand, label dropout, and a tiny end-to-end run."""
+import functools
+import zlib
+
 import pytest
 import torch
 
@@ -65,7 +68,13 @@ def test_tiny_run_end_to_end(tmp_path, mnist_root, monkeypatch):
                                atol=2e-2, rtol=2e-2)
 
 
-def test_evaluate_reports_every_setting_and_the_targets():
+@pytest.fixture
+def short_path(monkeypatch):
+    """evaluate() with path_error's reference at 60 steps instead of 1,000: the bookkeeping is tested."""
+    monkeypatch.setattr(mnist, "path_error", functools.partial(mnist.path_error, exact_steps=60))
+
+
+def test_evaluate_reports_every_setting_and_the_targets(short_path):
     torch.manual_seed(0)
     model = mnist.make_model(channels=8).eval()                      # untrained: the bookkeeping is tested
     images = torch.rand(mnist.N_TRAIN + 60, 1, 28, 28) * 2 - 1         # 60 "held-out" images after N_TRAIN
@@ -151,3 +160,43 @@ def test_path_error_measures_the_distance_to_the_many_step_ddim_answer():
         mnist.path_error(model, samplers=("ddpm",))
     with pytest.raises(ValueError, match="positive integers"):
         mnist.path_error(model, steps=(0, 10))
+
+
+def test_interrupted_evaluation_resumes_from_its_finished_entries(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = mnist.make_model(channels=8).eval()
+    images = torch.rand(mnist.N_TRAIN + 60, 1, 28, 28) * 2 - 1
+    real_labels = torch.arange(len(images)) % 10
+    kw = dict(n=20, cfg_scale=2.0, grid_steps=(10,), cfg_scales=(1.0,), exact_steps=20, path_n=10, gams=(1.0,))
+    calls, cut_at = [], [None]
+
+    def sample(model, labels, sampler, steps, cfg_scale, seed, **kwargs):
+        """Stands in for sample_digits: counts its calls, can be cut off, and returns images that
+        depend on the weights and the setting only (the bookkeeping is tested, not the sampling)."""
+        setting = (sampler, steps, cfg_scale, seed, kwargs.get("gam"), kwargs.get("ddpm_band"))
+        calls.append(setting)
+        if len(calls) == cut_at[0]:
+            raise KeyboardInterrupt
+        salt = zlib.crc32(repr(setting).encode()) + int(1000 * next(model.parameters()).sum().item())
+        return torch.rand(len(labels), 1, 28, 28, generator=torch.Generator().manual_seed(salt)) * 2 - 1
+
+    monkeypatch.setattr(mnist, "sample_digits", sample)
+    whole = mnist.evaluate(model, images, real_labels, **kw)             # uninterrupted, nothing kept
+    every = list(calls)
+    progress = str(tmp_path / "eval.json")
+    calls.clear()
+    cut_at[0] = 5
+    with pytest.raises(KeyboardInterrupt):
+        mnist.evaluate(model, images, real_labels, progress=progress, **kw)
+    assert calls == every[:5]                                         # four entries finished, the fifth cut
+    calls.clear()
+    cut_at[0] = None
+    again = mnist.evaluate(model, images, real_labels, progress=progress, **kw)
+    assert calls == every[4:]                                         # only what was not finished
+    assert again == whole                                             # as if never interrupted
+
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)                             # other weights: nothing is reused
+    calls.clear()
+    mnist.evaluate(model, images, real_labels, progress=progress, **kw)
+    assert calls == every

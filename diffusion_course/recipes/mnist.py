@@ -31,11 +31,15 @@ that exact path at each number of steps (`path_error`); a summary against the ta
 guidance and, as the chapters sample, with guidance at eval_cfg_scale), with DDIM at 50
 steps repeated with another seed to show how much FD moves by chance alone at this n; and
 the largest difference between samples from the fp32 and the fp16-rounded weights (the
-checkpoint is fp16).
+checkpoint is fp16). The evaluation resumes too: each finished measurement is kept in
+`<out>.eval.state.json` until the card has them all.
 """
 
+import hashlib
 import itertools
+import json
 import math
+import os
 
 import torch
 
@@ -187,7 +191,7 @@ def _segments(sigmas, sampler, ddpm_band):
 
 def evaluate(model, images, real_labels, n=1000, cfg_scale=2.0, seed=0, sigma_min=0.01, sigma_max=80.0,
              grid_steps=(5, 10, 25, 50), cfg_scales=(1.0, 2.0, 3.0, 5.0), exact_steps=200, path_n=100,
-             gams=(1.0, 1.25, 1.5, 1.75, 2.0)):
+             gams=(1.0, 1.25, 1.5, 1.75, 2.0), progress=None):
     """Accuracy and FD (with floor) of samples: every sampler x steps without guidance, then a
     guidance sweep with DDIM at 50 steps, DDIM at 50 steps with DDPM's steps in one band of
     noise levels (`DDPM_BANDS`: where does fresh noise help?), DDIM at `exact_steps` (close to
@@ -202,6 +206,10 @@ def evaluate(model, images, real_labels, n=1000, cfg_scale=2.0, seed=0, sigma_mi
     as many as those 1,000 allow with two disjoint class-matched sets).
     Needs the `mnist_classifier` checkpoint; returns {"skipped": why} without it. Every entry
     records n, its reference split, sampler, steps, seed and cfg_scale.
+
+    progress: a JSON file that keeps each entry as it is finished (the whole evaluation takes
+    about an hour on a 2-core CPU). Evaluating the same weights with the same settings again,
+    after an interruption, picks the finished entries up from it instead of sampling them again.
     """
     from ..checkpoint import load_model
     from ..metrics import fd_report
@@ -213,7 +221,14 @@ def evaluate(model, images, real_labels, n=1000, cfg_scale=2.0, seed=0, sigma_mi
     labels = torch.arange(n) % 10
     reference = "MNIST test split, all 10,000 images (the U-Net trained on the first 9,000)"
 
+    settings = dict(n=n, cfg_scale=cfg_scale, seed=seed, sigma_min=sigma_min, sigma_max=sigma_max, path_n=path_n)
+    once = _resumable(progress, _fingerprint(settings, model.state_dict(), {"images": images, "labels": real_labels}))
+
     def report(sampler, steps, scale, seed=seed, ddpm_band=None, gam=None):
+        key = f"{sampler} steps={steps} cfg={scale:g} seed={seed} ddpm_band={ddpm_band} gam={gam}"
+        return once(key, lambda: _report(sampler, steps, scale, seed, ddpm_band, gam))
+
+    def _report(sampler, steps, scale, seed, ddpm_band, gam):
         x = sample_digits(model, labels, sampler, steps, scale, seed, sigma_min=sigma_min, sigma_max=sigma_max,
                           ddpm_band=ddpm_band, gam=gam)
         r = fd_report(classifier, x, images, labels=labels, n=n, sampler=sampler, steps=steps, seed=seed,
@@ -232,10 +247,9 @@ def evaluate(model, images, real_labels, n=1000, cfg_scale=2.0, seed=0, sigma_mi
     for sampler in ("ddim", "accelerated", "ddpm"):
         for steps in grid_steps:
             results["samplers"][f"{sampler}_{steps}"] = report(sampler, steps, 1.0)
-    for scale in cfg_scales:
-        results["guidance"][f"ddim_50_cfg{scale:g}"] = (results["samplers"]["ddim_50"] if scale == 1.0 else
-                                                         report("ddim", 50, scale))
-    guided = results["guidance"].get(f"ddim_50_cfg{cfg_scale:g}") or report("ddim", 50, cfg_scale)
+    for scale in cfg_scales:                     # each setting is sampled once: scale 1 is ddim_50 above
+        results["guidance"][f"ddim_50_cfg{scale:g}"] = report("ddim", 50, scale)
+    guided = report("ddim", 50, cfg_scale)
     guided_fast = results["guided_accelerated_10"] = report("accelerated", 10, cfg_scale)
     fast, slow = results["samplers"].get("accelerated_10"), results["samplers"].get("ddim_50")
     again = report("ddim", 50, 1.0, seed + 1) if slow else None       # the same setting, other random numbers
@@ -243,8 +257,10 @@ def evaluate(model, images, real_labels, n=1000, cfg_scale=2.0, seed=0, sigma_mi
     results["ddpm_bands"] = {name: report("ddim", 50, 1.0, ddpm_band=band) for name, band in DDPM_BANDS.items()}
     # Where do the deterministic samplers converge to, and how fast?
     exact = results["exact_path"] = report("ddim", exact_steps, 1.0)
-    results["path_error"] = path_error(model, tuple(grid_steps) + (exact_steps,), n=min(n, path_n), seed=seed,
-                                       sigma_min=sigma_min, sigma_max=sigma_max, gams=gams, gam_steps=10)
+    path_steps = tuple(grid_steps) + (exact_steps,)
+    results["path_error"] = once(f"path_error steps={path_steps} gams={tuple(gams)}", lambda: path_error(
+        model, path_steps, n=min(n, path_n), seed=seed, sigma_min=sigma_min, sigma_max=sigma_max, gams=gams,
+        gam_steps=10))
     results["gam_sweep"] = [report("ddim", 10, 1.0, gam=g) for g in gams]   # FD against the same gams
     results["summary"] = {
         "guided_accuracy": guided["accuracy"], "guided": f"ddim, 50 steps, cfg_scale {cfg_scale:g}, n {n}",
@@ -259,6 +275,40 @@ def evaluate(model, images, real_labels, n=1000, cfg_scale=2.0, seed=0, sigma_mi
             again["fd"] / slow["fd"], 3), "why": "seed-to-seed noise of FD at this n: ratios closer to 1 than "
                                                   "this one are not resolved"}}
     return results
+
+
+def _fingerprint(settings, *named_tensors):
+    """A short hash of settings and tensors (the weights, the data): which evaluation this is."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for tensors in named_tensors:
+        for name, tensor in sorted(tensors.items()):
+            h.update(name.encode())
+            h.update(tensor.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _resumable(path, fingerprint):
+    """once(key, compute): compute() the first time a key is asked for, and keep the answer in the
+    JSON file `path` (if given) at once, so that a run of the same `fingerprint` started again picks
+    up every finished entry. A file from other weights or settings is ignored and replaced."""
+    done = {}
+    if path and os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        if saved.get("fingerprint") == fingerprint:
+            done = saved["entries"]
+            print(f"evaluation: {len(done)} finished entries picked up from {path}")
+
+    def once(key, compute):
+        if key not in done:
+            done[key] = compute()
+            if path:
+                tmp = f"{path}.tmp"
+                with open(tmp, "w") as f:
+                    json.dump({"fingerprint": fingerprint, "entries": done}, f)
+                os.replace(tmp, path)
+        return done[key]
+    return once
 
 
 def fp16_check(model, n=64, steps=50, seed=0, sigma_min=0.01, sigma_max=80.0):
@@ -299,8 +349,12 @@ def run(out, device, steps=18000, batch_size=32, lr=1e-3, channels=16, num_res_b
                "sampling_schedule": f"loglinear, sigma {sigma_max} -> {sigma_min}",
                "train_seconds": round(result.seconds, 1), "resumed_from_step": result.resumed_from}
     if eval_n > 0:
-        metrics["samples"] = evaluate(ema, images, labels, eval_n, eval_cfg_scale, seed, sigma_min, sigma_max)
+        progress = f"{out}.eval.state.json"             # finished entries, removed once all are done
+        metrics["samples"] = evaluate(ema, images, labels, eval_n, eval_cfg_scale, seed, sigma_min, sigma_max,
+                                      progress=progress)
         metrics["fp16_weights"] = fp16_check(ema, min(64, eval_n), 50, seed, sigma_min, sigma_max)
+        if os.path.exists(progress):
+            os.remove(progress)
     else:                                      # a development run: a quick look only
         metrics["samples"] = {"skipped": "eval_n=0 (a development run)"}
         metrics["fp16_weights"] = fp16_check(ema, 10, 10, seed, sigma_min, sigma_max)
