@@ -16,6 +16,8 @@ unconditional model that classifier-free guidance needs. The checkpoint holds th
 Length: 18,000 steps of 32 images (about 45 minutes on a 2-core CPU). Continuing the same run
 (the learning rate is constant after warm-up) measured DDIM at 50 steps at FD 0.107 after
 6,000 steps, 0.075 after 12,000 and 0.061 after 18,000 (n = 1,000, seed 0, no guidance).
+Twice the width (`--channels 32`, 4x the parameters, about 2 hours here) measured 0.050, and
+10 accelerated steps 0.058 against 0.071: better samples, the same ratio between the two.
 
     python -m diffusion_course train mnist
 
