@@ -42,10 +42,11 @@ import itertools
 import json
 import math
 import os
+from pathlib import Path
 
 import torch
 
-from ..checkpoint import half_rounded
+from ..checkpoint import _atomic, half_rounded
 from ..data import load_mnist
 from ..noise import add_noise, schedule, training_sigmas
 from ..sampling import SAMPLERS, generate
@@ -305,10 +306,8 @@ def _resumable(path, fingerprint):
         if key not in done:
             done[key] = compute()
             if path:
-                tmp = f"{path}.tmp"
-                with open(tmp, "w") as f:
-                    json.dump({"fingerprint": fingerprint, "entries": done}, f)
-                os.replace(tmp, path)
+                text = json.dumps({"fingerprint": fingerprint, "entries": done})
+                _atomic(Path(path), lambda p: p.write_text(text))
         return done[key]
     return once
 
