@@ -8,17 +8,24 @@
 A recipe is a module in diffusion_course/recipes/ with a `run(out, device, **settings)
 -> (model, metrics)` function whose keyword defaults (`recipe.DEFAULTS`) are the settings
 that made its shipped checkpoint. The command turns `--key value` into settings (typed like
-the default), runs it, resumes it if it was interrupted (its state lives beside the
-output; a finished run asked again with a larger --steps continues where it ended, the
-same as a run started with that many steps), and writes the checkpoint with a card
-recording the recipe, the exact command, the package version, the git commit, the
+the default, checked against `recipes.RULES`), runs it, resumes it if it was interrupted (its
+state lives beside the output; a finished run asked again with a larger --steps continues
+where it ended, the same as a run started with that many steps), and writes the checkpoint
+with a card recording the recipe, the exact command, the package version, the git commit, the
 hardware and the wall time of this command. After a resume, the recipe's metrics say where
 it picked up (`resumed_from_step`; a finished run asked again only re-evaluates) and
 `train_seconds` adds up the training time of every session.
+
+It never replaces an existing checkpoint unless asked with --overwrite (and then only one made
+by the same recipe), and it checks that the output folder can be written before it trains.
+A user's mistake (a bad value, a missing file, Ctrl-C) ends with one line on stderr and exit
+status 2 (130 for Ctrl-C), never a traceback (set DIFFUSION_COURSE_DEBUG=1 to see one).
 """
 import argparse
 import importlib
 import json
+import math
+import os
 import sys
 import time
 
@@ -29,11 +36,17 @@ RECIPES = {
     "attributes": "diffusion_course.recipes.attributes",  # the shapes-world attribute classifier
     "vae": "diffusion_course.recipes.vae",                # the latent autoencoder
 }
+# What a user's mistake raises in the package: reported in one line, no traceback.
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FloatingPointError, PermissionError)
+
+
+class UsageError(ValueError):
+    """A command-line mistake: printed as one line, exit status 2."""
 
 
 def load_recipe(name):
     if name not in RECIPES:
-        raise SystemExit(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
+        raise UsageError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
     return importlib.import_module(RECIPES[name])
 
 
@@ -42,50 +55,79 @@ def parse_settings(defaults, pairs):
     settings, it = {}, iter(pairs)
     for flag in it:
         if not flag.startswith("--"):
-            raise SystemExit(f"expected --key value, got {flag!r}")
+            raise UsageError(f"expected --key value, got {flag!r}")
         key = flag[2:].replace("-", "_")
         if key not in defaults:
-            raise SystemExit(f"unknown setting --{key}; this recipe takes: {', '.join('--' + k for k in defaults)}")
+            raise UsageError(f"unknown setting --{key}; this recipe takes: {', '.join('--' + k for k in defaults)}")
         try:
             raw = next(it)
         except StopIteration:
-            raise SystemExit(f"--{key} needs a value") from None
+            raise UsageError(f"--{key} needs a value") from None
         kind = type(defaults[key])
         try:
             if kind is bool:
                 value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[raw.lower()]
             elif defaults[key] is None:
                 value = raw
+            elif kind is int:
+                number = float(raw)                       # "2e3" is 2000; "1.7" is not a whole number
+                if not number.is_integer():
+                    raise ValueError
+                value = int(number)
             else:
-                value = kind(float(raw)) if kind is int else kind(raw)
-        except (ValueError, KeyError):
-            raise SystemExit(f"--{key} expects a {kind.__name__} (default {defaults[key]!r}), got {raw!r}") from None
+                value = kind(raw)
+        except (ValueError, KeyError, OverflowError):
+            what = "whole number" if kind is int else kind.__name__
+            raise UsageError(f"--{key} expects a {what} (default {defaults[key]!r}), got {raw!r}") from None
         settings[key] = value
     return settings
 
 
 def cmd_train(args, rest):
     from . import checkpoint
+    from .recipes import check_settings
     from .runtime import get_device
 
     recipe = load_recipe(args.recipe)
     settings = dict(recipe.DEFAULTS)
     settings.update(parse_settings(recipe.DEFAULTS, rest))
-    out = args.out or f"checkpoints/{recipe.NAME}"
+    check_settings(settings)
+    out = checkpoint._base(args.out or f"checkpoints/{recipe.NAME}")
+    weights = checkpoint._with(out, ".safetensors")
+    _check_overwrite(weights, args.recipe, args.overwrite)
+    checkpoint.check_writable(out)
     device = get_device(args.device)
-    print(f"training recipe {args.recipe!r} on {device} -> {out}.safetensors")
+    print(f"training recipe {args.recipe!r} on {device} -> {weights}")
     print("settings: " + json.dumps(settings))
     commit = checkpoint.git_commit()          # the code that ran: taken now, not after a long run
     t0 = time.perf_counter()
-    model, metrics = recipe.run(out=out, device=device, **settings)
+    model, metrics = recipe.run(out=str(out), device=device, **settings)
     wall = time.perf_counter() - t0
     card = {"recipe": args.recipe, "settings": settings,
-            "command": "python -m diffusion_course " + " ".join(sys.argv[1:]),
+            "command": "python -m diffusion_course " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
             "git_commit": commit, "hardware": checkpoint.hardware(device), "wall_time_s": round(wall, 1),
             "metrics": metrics, "description": recipe.__doc__.strip().splitlines()[0]}
     path = checkpoint.save_checkpoint(out, model, card, half=getattr(recipe, "HALF", False))
-    print(f"wrote {path} and its card ({wall:.0f} s)")
+    print(f"wrote {path} and its card {checkpoint._with(out, '.json')} ({wall:.0f} s)")
     print("metrics: " + json.dumps(metrics, indent=2))
+
+
+def _check_overwrite(weights, recipe, overwrite):
+    """Refuse to replace an existing checkpoint unless asked, and never one made by another recipe."""
+    if not weights.exists():
+        return
+    if not overwrite:
+        raise UsageError(f"{weights} already exists and training never replaces a checkpoint unless asked: "
+                         f"pass --overwrite to re-make it, or --out <path> to train a new one elsewhere")
+    from .checkpoint import read_card
+    try:
+        made_by = read_card(weights).get("recipe")
+    except (ValueError, FileNotFoundError):
+        made_by = None
+    if made_by != recipe:
+        raise UsageError(f"{weights} was made by {'recipe ' + repr(made_by) if made_by else 'something else'}, "
+                         f"not {recipe!r}: --overwrite replaces only a checkpoint of the same recipe; choose "
+                         "another --out")
 
 
 def cmd_recipes(args, rest):
@@ -96,25 +138,72 @@ def cmd_recipes(args, rest):
             print(f"    --{k} {v!r}")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line (and exit status 2) instead of the usage block."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def whole_number(minimum):
+    """An argparse type: a whole number >= minimum ("2e3" is 2000; "1.7" and "0" for minimum 1 are refused)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not value.is_integer() or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        return int(value)
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
+def finite_float(minimum):
+    """An argparse type: a finite number >= minimum."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a finite number >= {minimum:g}, got {text!r}")
+        return value
+    parse.__name__ = f"number >= {minimum:g}"
+    return parse
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m diffusion_course", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="python -m diffusion_course", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     p = sub.add_parser("train", help="train a recipe and write a checkpoint with its card")
     p.add_argument("recipe", help=", ".join(RECIPES))
     p.add_argument("--out", default=None, help="output path without suffix (default: checkpoints/<name>)")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing checkpoint of the same recipe at --out (e.g. re-make a shipped one)")
     sub.add_parser("recipes", help="list the recipes and their default settings")
     from . import bench, cli_sample
     cli_sample.add_parser(sub)
     bench.add_parser(sub)
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "train":
-        return cmd_train(args, rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command == "recipes":
-        return cmd_recipes(args, rest)
-    return args.func(args)
+    try:
+        args, rest = parser.parse_known_args(argv)
+        args.argv = argv
+        if args.command == "train":
+            return cmd_train(args, rest)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        if args.command == "recipes":
+            return cmd_recipes(args, rest)
+        return args.func(args)
+    except USER_ERRORS as e:
+        if os.environ.get("DIFFUSION_COURSE_DEBUG"):              # developers: the whole traceback
+            raise
+        print(f"error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)    # train() has already said where its state is
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

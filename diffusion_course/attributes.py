@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import shapes
+from .checks import to_model
 from .clip import ImageEncoder
 
 HEADS = {"relation": 1 + len(shapes.RELATIONS), "color0": len(shapes.COLORS), "shape0": len(shapes.SHAPES),
@@ -58,10 +59,9 @@ def classifier_loss(logits, attrs):
 @torch.no_grad()
 def predict(model, images, batch_size=1024):
     """Predicted attributes, in the format of shapes.sample_attributes (without positions)."""
-    dev = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    parts = [model(images[i:i + batch_size].to(dev)) for i in range(0, len(images), batch_size)]
+    parts = [model(to_model(model, images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
     model.train(was_training)
     c = {k: torch.cat([p[k] for p in parts]).argmax(1).cpu() for k in HEADS}
     relation = c["relation"] - 1

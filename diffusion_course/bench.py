@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from .recipes import mnist
 from .recipes.mnist import diffusion_loss, make_model, sampling_sigmas
 from .runtime import get_device
 from .sampling import generate
@@ -48,11 +49,17 @@ def _modes(device, compile):
     return modes
 
 
-def bench_train(device, batch, iters, warmup, bf16, channels_last, compile):
-    """Training images per second of the MNIST U-Net recipe's model (forward, backward, AdamW)."""
+def recipe_model():
+    """The U-Net exactly as the mnist recipe (and the shipped mnist_unet) builds it, from its defaults."""
+    d = mnist.DEFAULTS
+    return make_model(d["channels"], d["num_res_blocks"], d["dropout"])
+
+
+def train_step(device, batch, bf16, channels_last, compile):
+    """One training step of the mnist recipe's U-Net (forward, backward, AdamW), as a function to time."""
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = make_model().to(device, memory_format=fmt).train()
+    model = recipe_model().to(device, memory_format=fmt).train()
     forward = torch.compile(model) if compile else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x0 = torch.randn(batch, 1, 28, 28, device=device).contiguous(memory_format=fmt)
@@ -66,96 +73,127 @@ def bench_train(device, batch, iters, warmup, bf16, channels_last, compile):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    _reset_memory(device)
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        step()
-    _sync(device)
-    return batch * iters / (time.perf_counter() - t0), _peak_memory(device)
+    return step
 
 
-@torch.no_grad()
-def bench_sample(device, batch, steps, warmup, bf16, channels_last, compile, cfg_scale=2.0):
-    """Finished images per second: `steps` DDIM steps with classifier-free guidance (2 passes in 1 batch)."""
+def sample_run(device, batch, steps, bf16, channels_last, compile, cfg_scale=2.0):
+    """Sampling `batch` digits with `steps` DDIM steps and classifier-free guidance (2 passes in 1 batch)."""
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = make_model().to(device, memory_format=fmt).eval()
+    model = recipe_model().to(device, memory_format=fmt).eval()
     forward = torch.compile(model) if compile else model
     y = torch.arange(batch, device=device) % 10
     null = torch.full_like(y, 10)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
-    def run(n_steps):
+    @torch.no_grad()
+    def run(n_steps=steps):
         gen = torch.Generator(device=device).manual_seed(0)
         x = torch.randn(batch, 1, 28, 28, device=device, generator=gen).contiguous(memory_format=fmt) * 80.0
         with autocast:
             generate(forward, sampling_sigmas(n_steps), x=x, sampler="ddim", cond=y, cfg_scale=cfg_scale,
                      null_cond=null, generator=gen, device=device)
+    return run
 
-    for _ in range(warmup):
-        run(2)
+
+def _timed(device, fn, repeats):
     _sync(device)
-    _reset_memory(device)
     t0 = time.perf_counter()
-    run(steps)
+    for _ in range(repeats):
+        fn()
     _sync(device)
-    return batch / (time.perf_counter() - t0), _peak_memory(device)
+    return time.perf_counter() - t0
 
 
-def bench(device=None, batch=None, iters=None, sample_steps=None, compile=False, print_fn=print):
-    """Measure every row and print the table; returns the rows as dicts."""
+def interleaved(device, fns, per_round, rounds, warmup):
+    """Seconds per call of each function, timed in alternation: round after round, each function runs
+    `per_round` times in turn, so that a machine that speeds up or slows down during the run (another
+    job, the clock, the heat) affects every mode alike and their ratios stay fair."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    total = [0.0] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            total[i] += _timed(device, fn, per_round)
+    return [t / (per_round * rounds) for t in total]
+
+
+def peak_memory(device, fn):
+    """Peak GPU memory of one call of fn ('n/a' on a CPU, whose allocations torch does not trace)."""
+    _reset_memory(device)
+    fn()
+    _sync(device)
+    return _peak_memory(device)
+
+
+def bench(device=None, batch=None, iters=None, sample_steps=None, compile=False, rounds=3, print_fn=print):
+    """Measure every row and print the table; returns the rows as dicts.
+
+    batch, iters, sample_steps: positive integers (None: the device's default). Each task's modes
+    are timed interleaved (`interleaved`), `rounds` rounds of `iters` training steps or one
+    sampling run each, so the "vs default" ratio compares numbers taken in the same conditions.
+    """
+    for name, v in (("batch", batch), ("iters", iters), ("sample_steps", sample_steps), ("rounds", rounds)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"{name} must be a positive integer (or None for the default), got {v!r}")
     device = get_device(device)
     gpu = device.type == "cuda"
     batch = batch or (256 if gpu else 32)
-    iters = iters or (30 if gpu else 3)
+    iters = iters or (10 if gpu else 2)
     sample_steps = sample_steps or (50 if gpu else 5)
     sample_batch = 4 * batch if gpu else batch
     warmup = 5 if gpu else 1
     if gpu:
         torch.backends.cudnn.benchmark = True
     from .checkpoint import hardware
+    d = mnist.DEFAULTS
     print_fn(f"device: {hardware(device)}; torch {torch.__version__}")
-    print_fn(f"model: the mnist recipe's U-Net ({sum(p.numel() for p in make_model().parameters()):,} parameters), "
-             f"28x28 digits")
+    print_fn(f"model: the mnist recipe's U-Net (channels {d['channels']}, num_res_blocks {d['num_res_blocks']}: "
+             f"{sum(p.numel() for p in recipe_model().parameters()):,} parameters), 28x28 digits")
+    modes = _modes(device, compile)
     rows = []
     for task in ("train", "sample"):
-        ref = None
-        for name, bf16, cl, comp in _modes(device, compile):
-            if task == "train":
-                speed, mem = bench_train(device, batch, iters, warmup, bf16, cl, comp)
-                what = f"train, batch {batch}"
-            else:
-                speed, mem = bench_sample(device, sample_batch, sample_steps, warmup, bf16, cl, comp)
-                what = f"sample, ddim {sample_steps} steps, cfg 2, batch {sample_batch}"
-            ref = ref or speed
-            rows.append(dict(task=what, mode=name, images_per_s=speed, vs_default=speed / ref, peak_memory=mem))
+        if task == "train":
+            fns = [train_step(device, batch, bf16, cl, comp) for _, bf16, cl, comp in modes]
+            seconds = interleaved(device, fns, iters, rounds, warmup)
+            speeds = [batch / s for s in seconds]
+            what = f"train, batch {batch}"
+        else:
+            fns = [sample_run(device, sample_batch, sample_steps, bf16, cl, comp) for _, bf16, cl, comp in modes]
+            seconds = interleaved(device, fns, 1, rounds, warmup=1)
+            speeds = [sample_batch / s for s in seconds]
+            what = f"sample, ddim {sample_steps} steps, cfg 2, batch {sample_batch}"
+        for (name, *_), fn, speed in zip(modes, fns, speeds):
+            rows.append(dict(task=what, mode=name, images_per_s=speed, vs_default=speed / speeds[0],
+                             peak_memory=peak_memory(device, fn)))
     width = max(len(r["task"]) for r in rows)
     print_fn(f"{'task':{width}s}  {'mode':20s} {'images/s':>10s} {'vs default':>10s} {'peak memory':>12s}")
     for r in rows:
         print_fn(f"{r['task']:{width}s}  {r['mode']:20s} {r['images_per_s']:10.1f} {r['vs_default']:9.2f}x "
                  f"{r['peak_memory']:>12s}")
-    from .recipes import mnist
     train_speed = rows[0]["images_per_s"]
-    est = mnist.DEFAULTS["steps"] * mnist.DEFAULTS["batch_size"] / train_speed
-    print_fn(f"estimated training time of `train mnist` at its defaults ({mnist.DEFAULTS['steps']} steps x "
-             f"{mnist.DEFAULTS['batch_size']}) in the default mode: {est / 60:.1f} min, without evaluation")
+    est = d["steps"] * d["batch_size"] / train_speed
+    print_fn(f"estimated training time of `train mnist` at its defaults ({d['steps']} steps x "
+             f"{d['batch_size']}) in the default mode: {est / 60:.1f} min, without evaluation")
     return rows
 
 
 def add_parser(subparsers):
+    from .__main__ import whole_number
     p = subparsers.add_parser("bench", help="training and sampling speed and memory on this device")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
-    p.add_argument("--batch", type=int, default=None, help="training batch (default: 256 on GPU, 32 on CPU)")
-    p.add_argument("--iters", type=int, default=None, help="timed training steps (default: 30 on GPU, 3 on CPU)")
-    p.add_argument("--sample-steps", type=int, default=None, help="sampling steps (default: 50 on GPU, 5 on CPU)")
+    p.add_argument("--batch", type=whole_number(1), default=None,
+                   help="training batch (default: 256 on GPU, 32 on CPU)")
+    p.add_argument("--iters", type=whole_number(1), default=None,
+                   help="timed training steps per mode and round (default: 10 on GPU, 2 on CPU)")
+    p.add_argument("--sample-steps", type=whole_number(1), default=None,
+                   help="sampling steps (default: 50 on GPU, 5 on CPU)")
+    p.add_argument("--rounds", type=whole_number(1), default=3, help="interleaved timing rounds (default: 3)")
     p.add_argument("--compile", action="store_true", help="add torch.compile rows (slow to start)")
     p.set_defaults(func=main)
     return p
 
 
 def main(args):
-    bench(args.device, args.batch, args.iters, args.sample_steps, args.compile)
+    bench(args.device, args.batch, args.iters, args.sample_steps, args.compile, args.rounds)

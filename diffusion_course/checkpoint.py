@@ -5,13 +5,18 @@
                                          package version, git commit, hardware, wall time, metrics
 
 `load_model("mnist_unet")` rebuilds the model from its card and loads the weights; a
-model whose keys or shapes do not match gets an error that names them. Training state for
-resuming (optimizer, EMA, random generators, step) uses the same two-file format via
-`save_state` / `load_state`.
+model whose keys or shapes do not match gets an error that names them. A card is data: its
+"model" entry picks one of the package's own model classes from `MODELS` (nothing else can
+be built from a card, so a card from elsewhere can never run code), and its "config" must
+hold that class's constructor arguments. Training state for resuming (optimizer, EMA,
+random generators, step) is one file, `<path>.state.safetensors`, written with `save_state`
+and read with `load_state`. Every file read here that is broken (not JSON, not safetensors,
+truncated) gets an error naming the file, what is wrong and what to do.
 """
 import copy
 import datetime
 import importlib
+import inspect
 import json
 import os
 import platform
@@ -19,9 +24,17 @@ import subprocess
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The model classes a card may name: "module.Class" -> (module, class). The card's string only
+# selects an entry of this table; it is never imported or called as given.
+MODELS = {f"diffusion_course.{module}.{cls}": (module, cls) for module, cls in [
+    ("unet", "UNet"), ("vae", "VAE"), ("clip", "CLIP"), ("clip", "ImageEncoder"), ("text", "TextEncoder"),
+    ("metrics", "MNISTClassifier"), ("attributes", "AttributeClassifier"), ("mlp", "MLPDenoiser"),
+]}
 
 
 def checkpoint_dirs():
@@ -33,7 +46,7 @@ def checkpoint_dirs():
     return dirs
 
 
-SUFFIXES = (".state.safetensors", ".state.json", ".safetensors", ".json")
+SUFFIXES = (".state.safetensors", ".safetensors", ".json")
 
 
 def _base(path):
@@ -97,7 +110,11 @@ def model_spec(model):
     if not isinstance(config, dict):
         raise TypeError(f"{type(model).__name__} has no `config` dict; course models store their "
                         "constructor arguments in self.config so checkpoints can rebuild them")
-    return f"{type(model).__module__}.{type(model).__qualname__}", config
+    name = f"{type(model).__module__}.{type(model).__qualname__}"
+    if name not in MODELS:
+        raise TypeError(f"{name} is not one of the package's model classes ({', '.join(sorted(MODELS))}); "
+                        "a checkpoint can only rebuild those: add the class to checkpoint.MODELS")
+    return name, config
 
 
 def half_rounded(model):
@@ -130,18 +147,37 @@ def save_checkpoint(path, model, card=None, half=False):
 
 
 def read_card(name_or_path):
-    """The JSON card of a checkpoint, as a dict."""
+    """The JSON card of a checkpoint, as a dict. A missing or broken card is named with its fix."""
     weights = resolve(name_or_path)
     card = _with(_base(weights), ".json")
     if not card.is_file():
-        raise FileNotFoundError(f"checkpoint {weights} has no card {card.name}")
-    return json.loads(card.read_text())
+        raise FileNotFoundError(f"checkpoint {weights} has no card {card.name}: restore it from git, or re-make "
+                                "the checkpoint with `python -m diffusion_course train <recipe>`")
+    try:
+        data = json.loads(card.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"the card {card} is not valid JSON ({e}); it may be truncated: restore it from git, "
+                         "or re-make the checkpoint with `python -m diffusion_course train <recipe>`") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"the card {card} holds a JSON {type(data).__name__}, not an object; restore it from git "
+                         "or re-make the checkpoint")
+    return data
+
+
+def read_weights(path):
+    """The tensors of a .safetensors file; a file that is not one is named, with what to do."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable safetensors file ({str(e).splitlines()[0] if str(e) else e!r}); "
+                         "it may be truncated or from another program: restore it from git or re-make it by "
+                         "training") from None
 
 
 def load_weights(model, name_or_path, device=None):
     """Load weights into `model`, converting dtype; mismatched keys or shapes are named in the error."""
     path = resolve(name_or_path)
-    sd = load_file(str(path))
+    sd = read_weights(path)
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
@@ -163,11 +199,42 @@ def load_weights(model, name_or_path, device=None):
     return model
 
 
+def model_class(card, where="the card"):
+    """The package class a card names (one of MODELS), checked against its config; nothing is imported
+    from the card's text."""
+    name, config = card.get("model"), card.get("config")
+    if name not in MODELS:
+        raise ValueError(f"{where} names the model {name!r}, which is not one of the package's model classes "
+                         f"({', '.join(sorted(MODELS))}); a card is data and cannot name other code: restore the "
+                         "card from git or re-make the checkpoint")
+    module, cls_name = MODELS[name]
+    cls = getattr(importlib.import_module(f"{__package__}.{module}"), cls_name)
+    if not isinstance(config, dict):
+        raise ValueError(f"{where} has no \"config\" object with the arguments of {cls_name}; restore the card "
+                         "from git or re-make the checkpoint")
+    params = inspect.signature(cls.__init__).parameters
+    unknown = sorted(set(config) - set(params) - {"self"})
+    if unknown:
+        raise ValueError(f"{where}: {', '.join(unknown)} {'is not an argument' if len(unknown) == 1 else 'are not arguments'}"
+                         f" of {cls_name} (it takes {', '.join(p for p in params if p != 'self')}); restore the "
+                         "card from git or re-make the checkpoint")
+    return cls
+
+
 def load_model(name_or_path, device=None):
-    """Rebuild a model from its card and load its weights, in eval mode."""
+    """Rebuild a model from its card and load its weights, in eval mode.
+
+    Only the package's own model classes (MODELS) can be built; anything else a card names is
+    refused with ValueError, as is a config that the class does not take.
+    """
     card = read_card(name_or_path)
-    module, _, cls = card["model"].rpartition(".")
-    model = getattr(importlib.import_module(module), cls)(**card["config"])
+    where = f"the card of {resolve(name_or_path)}"
+    cls = model_class(card, where)
+    try:
+        model = cls(**card["config"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where} describes a {cls.__name__} that cannot be built ({e}); restore the card from "
+                         "git or re-make the checkpoint") from None
     load_weights(model, name_or_path)
     return model.to(device if device is not None else "cpu").eval()
 
@@ -203,25 +270,59 @@ def _unflatten(meta, tensors):
 
 
 def save_state(path, state):
-    """Save a nested dict of tensors and plain values as `path`.state.safetensors + `path`.state.json,
-    atomically (a checkpoint at the same `path` is a separate pair of files)."""
+    """Save a nested dict of tensors and plain values as ONE file, `path`.state.safetensors, written
+    atomically: the tensors, and the structure as JSON in the file's metadata. An interruption at any
+    moment leaves either the old state or the new one, never a mix (a checkpoint at the same `path`
+    is a separate pair of files)."""
     path = _base(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {}
     meta = _flatten(state, "", tensors)
     # dict keys may be ints (optimizer state); JSON keeps them via the [key, value] pair lists
-    _atomic(_with(path, ".state.safetensors"), lambda p: save_file(tensors, str(p)))
-    _atomic(_with(path, ".state.json"), lambda p: p.write_text(json.dumps(meta)))
+    _atomic(_with(path, ".state.safetensors"), lambda p: save_file(tensors, str(p), metadata={"tree": json.dumps(meta)}))
     return path
 
 
 def load_state(path):
-    """Inverse of `save_state`; returns None if there is no saved state at `path`."""
-    path = _base(path)
-    st, js = _with(path, ".state.safetensors"), _with(path, ".state.json")
-    if not (st.is_file() and js.is_file()):
+    """Inverse of `save_state`; returns None if there is no saved state at `path`. A broken state file
+    (truncated, or not one) is named with what to do."""
+    st = _with(_base(path), ".state.safetensors")
+    if not st.is_file():
         return None
-    return _unflatten(json.loads(js.read_text()), load_file(str(st)))
+    fix = f"delete {st} to start the run over (or restore it from a backup)"
+    try:
+        with safe_open(str(st), framework="pt") as f:
+            tree = (f.metadata() or {}).get("tree")
+        tensors = load_file(str(st))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"the training state {st} cannot be read ({str(e).splitlines()[0] if str(e) else e!r}); "
+                         f"it may be truncated: {fix}") from None
+    if tree is None:
+        raise ValueError(f"{st} is a safetensors file but not a training state (no structure in its metadata): {fix}")
+    try:
+        return _unflatten(json.loads(tree), tensors)
+    except (json.JSONDecodeError, KeyError) as e:
+        raise ValueError(f"the training state {st} is damaged ({e!r}): {fix}") from None
+
+
+def check_writable(path):
+    """Make sure `path`'s folder exists (creating it) and can be written, before a long run, so that
+    no run is lost at its final save. Raises ValueError saying what to do."""
+    folder = _base(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create the output folder {folder} ({e.strerror or e}): choose another --out") from None
+    if not folder.is_dir():
+        raise ValueError(f"the output folder {folder} is a file, not a folder: choose another --out")
+    probe = folder / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"cannot write in the output folder {folder} ({e.strerror or e}): choose another --out, "
+                         "or fix its permissions") from None
+    return folder
 
 
 def _atomic(path, write):

@@ -3,6 +3,8 @@
     python -m diffusion_course sample --checkpoint mnist_unet --sampler accelerated --steps 10 \\
         --cfg 3 --labels 0,1,2,3,4,5,6,7,8,9 --seed 0 --out digits.png
 """
+from pathlib import Path
+
 import torch
 
 from .checkpoint import load_model, read_card
@@ -31,10 +33,21 @@ def sample_grid(checkpoint="mnist_unet", sampler="ddim", steps=50, cfg_scale=1.0
         raise ValueError(f"unknown sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"--steps must be a positive integer, got {steps!r}")
-    if cfg_scale < 0:
-        raise ValueError(f"--cfg must be >= 0 (1 = no guidance), got {cfg_scale}")
+    if not isinstance(cfg_scale, (int, float)) or not cfg_scale >= 0 or cfg_scale == float("inf"):
+        raise ValueError(f"--cfg must be a finite number >= 0 (1 = no guidance), got {cfg_scale}")
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"--n must be a positive integer, got {n!r}")
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        out = out.with_name(out.name + ".png")                  # what is written is what is reported
+    if not out.parent.is_dir():                                  # checked before the work, not after
+        raise FileNotFoundError(f"the folder {out.parent} for --out does not exist: create it or choose another path")
     device = get_device(device)
     card = read_card(checkpoint)
+    if not str(card.get("model", "")).endswith(".UNet"):
+        kind = str(card.get("model", "an unknown model")).rpartition(".")[2]
+        raise ValueError(f"{checkpoint} is a {kind}, not a diffusion model: sample a U-Net checkpoint such as "
+                         "mnist_unet (see checkpoints/README.md)")
     model = load_model(checkpoint, device=device)
     config, settings = card["config"], card.get("settings", {})
     if config.get("context_dim"):
@@ -64,14 +77,16 @@ def sample_grid(checkpoint="mnist_unet", sampler="ddim", steps=50, cfg_scale=1.0
 
 
 def add_parser(subparsers):
+    from .__main__ import finite_float, whole_number
     p = subparsers.add_parser("sample", help="sample a checkpoint into a PNG grid")
     p.add_argument("--checkpoint", default="mnist_unet", help="checkpoint name or path (default: mnist_unet)")
     p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS), help="step rule (default: ddim)")
-    p.add_argument("--steps", type=int, default=50, help="number of sampling steps (default: 50)")
-    p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale, 1 = none (default: 1)")
+    p.add_argument("--steps", type=whole_number(1), default=50, help="number of sampling steps (default: 50)")
+    p.add_argument("--cfg", type=finite_float(0), default=1.0,
+                   help="classifier-free guidance scale, 1 = none (default: 1)")
     p.add_argument("--labels", default=None, help="comma-separated class labels, e.g. 0,1,2 (default: 0..9 repeated)")
-    p.add_argument("--n", type=int, default=20, help="number of images when --labels is not given (default: 20)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--n", type=whole_number(1), default=20, help="number of images when --labels is not given (default: 20)")
+    p.add_argument("--seed", type=whole_number(0), default=0, help="random seed (default: 0)")
     p.add_argument("--out", default="samples.png", help="output PNG (default: samples.png)")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
     p.set_defaults(func=main)
@@ -79,10 +94,7 @@ def add_parser(subparsers):
 
 
 def main(args):
-    try:
-        _, y, out = sample_grid(args.checkpoint, args.sampler, args.steps, args.cfg, args.labels, args.n,
-                                args.seed, args.out, args.device)
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}") from None
+    _, y, out = sample_grid(args.checkpoint, args.sampler, args.steps, args.cfg, args.labels, args.n,
+                            args.seed, args.out, args.device)
     print(f"wrote {out}: {args.checkpoint}, {args.sampler}, {args.steps} steps, cfg {args.cfg:g}, seed {args.seed}"
           + ("" if y is None else f", labels {','.join(str(int(v)) for v in y)}"))

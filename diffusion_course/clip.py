@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import shapes
+from .checks import check_input, to_model
 from .text import MAX_LEN, TextEncoder
 
 
@@ -52,6 +53,7 @@ class ImageEncoder(nn.Module):
 
     def forward(self, x):
         check_images(x, self.in_channels, self.image_size)
+        check_input(self, x, "images", image_range=True)
         return self.head(self.body(x).flatten(1))                           # (B, dim)
 
 
@@ -105,7 +107,7 @@ class CLIP(nn.Module):
     def embed_images(self, images, batch_size=1024):
         """Images -> (N, embed_dim) unit vectors on the model's device, in batches."""
         dev = self.log_scale.device
-        return torch.cat([self.encode_image(images[i:i + batch_size].to(dev))
+        return torch.cat([self.encode_image(to_model(self, images[i:i + batch_size]))
                           for i in range(0, len(images), batch_size)])
 
     def forward(self, images, ids, mask=None):

@@ -10,6 +10,7 @@ gzipped or not. Tests and default runs never download.
 """
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,12 @@ def read_idx(path):
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ValueError(f"{path} is not a complete gzip file ({type(e).__name__}: {e}); it is truncated or "
+                         "corrupt: delete it and fetch it again") from None
     if len(data) < 8:
         raise ValueError(f"{path} is not an IDX file (only {len(data)} bytes)")
     magic = int.from_bytes(data[:4], "big")

@@ -23,6 +23,8 @@ samples' counts (measured on MNIST at n = 1,000, five draws each: 0.11-0.21 agai
 import torch
 import torch.nn as nn
 
+from .checks import check_input, to_model
+
 IMAGE_SHAPE = (1, 28, 28)
 
 
@@ -53,7 +55,10 @@ class MNISTClassifier(nn.Module):
         self.head = nn.Linear(c3, num_classes)
 
     def features(self, x):
-        """Penultimate-layer features: (B, 1, 28, 28) -> (B, 4*width)."""
+        """Penultimate-layer features: (B, 1, 28, 28) -> (B, 4*width). x on the model's device, finite
+        (noisy digits far outside [-1, 1] are allowed: chapter 3 asks the classifier about them)."""
+        _check_images(x, "x")
+        check_input(self, x, "x")
         return self.body(x).mean(dim=(2, 3))
 
     def forward(self, x):
@@ -78,18 +83,12 @@ def _model(model):
     return model
 
 
-def _device(model):
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 @torch.no_grad()
 def _batched(fn, model, images, batch_size):
     was_training = model.training
     model.eval()
-    device = _device(model)
     try:
-        return torch.cat([fn(images[i:i + batch_size].to(device).float()).float().cpu()
+        return torch.cat([fn(to_model(model, images[i:i + batch_size])).float().cpu()
                           for i in range(0, len(images), batch_size)])
     finally:
         model.train(was_training)

@@ -8,6 +8,7 @@ sinusoidal embedding of sigma (the same one the U-Net uses), and predicts the no
 import torch
 from torch import nn
 
+from .checks import check_finite, check_input
 from .unet import sinusoidal_embedding
 
 
@@ -25,8 +26,11 @@ class MLPDenoiser(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x, sigma, cond=None):
-        if x.ndim != 2 or x.shape[1] != self.config["dim"]:
-            raise ValueError(f"MLPDenoiser expects points of shape (B, {self.config['dim']}), got {tuple(x.shape)}")
+        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != self.config["dim"]:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"MLPDenoiser expects points of shape (B, {self.config['dim']}), got {got}")
+        check_input(self, x, "x")
+        check_finite(torch.as_tensor(sigma, dtype=torch.float32), "sigma")
         if cond is not None:
             raise ValueError("MLPDenoiser is unconditional: call it without cond")
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)

@@ -19,6 +19,8 @@ import math
 
 import torch
 
+from .checks import check_finite
+
 
 def _check_n(n, name="n"):
     if not isinstance(n, int) or isinstance(n, bool) or n < 2:
@@ -167,14 +169,21 @@ def add_noise(x0, sigma, eps=None, generator=None):
     """
     if not isinstance(x0, torch.Tensor) or not x0.is_floating_point():
         raise TypeError(f"x0 must be a floating-point tensor, got {type(x0).__name__}")
+    check_finite(x0, "x0")
     s = _per_item(sigma, x0)
+    check_finite(s, "sigma")
     if (s < 0).any():
         raise ValueError("sigma must be >= 0: it is the standard deviation of the added noise")
     if eps is None:
         eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     elif eps.shape != x0.shape:
         raise ValueError(f"eps has shape {tuple(eps.shape)}, expected the shape of x0 {tuple(x0.shape)}")
+    else:
+        check_finite(eps, "eps")
     return x0 + s * eps
+
+
+SIGMA_KINDS = ("loguniform", "lognormal", "mixed")
 
 
 def training_sigmas(batch, sigma_min=0.01, sigma_max=80.0, kind="loguniform", p_mean=-1.2, p_std=1.2,

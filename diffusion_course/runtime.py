@@ -32,10 +32,10 @@ def get_device(prefer=None):
     except (RuntimeError, TypeError):
         raise ValueError(f"unknown device {name!r}: expected 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} was asked for, but this machine has no CUDA GPU; "
+        raise ValueError(f"device {name!r} was asked for, but this machine has no CUDA GPU; "
                            "use 'cpu' or unset DIFFUSION_COURSE_DEVICE")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError(f"device {name!r} was asked for, but MPS is not available here; use 'cpu'")
+        raise ValueError(f"device {name!r} was asked for, but MPS is not available here; use 'cpu'")
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"unsupported device {name!r}: expected 'cpu', 'cuda' or 'mps'")
     return device

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import check_finite, weights_of
+
 DDPM = dict(gam=1.0, mu=0.5)
 DDIM = dict(gam=1.0, mu=0.0)
 ACCELERATED = dict(gam=2.0, mu=0.0)
@@ -41,24 +43,25 @@ class Step:
     eps: torch.Tensor      # the (guided) noise prediction used for x0
 
 
-def _device_of(model):
-    for t in list(model.parameters()) + list(model.buffers()) if isinstance(model, torch.nn.Module) else []:
-        return t.device
-    return torch.device("cpu")
-
-
 def guided_eps(model, x, sigma, cond=None, cfg_scale=1.0, null_cond=None):
     """The model's noise prediction, with classifier-free guidance when cfg_scale != 1.
 
     Guidance runs ONE batched pass on [x, x] with [cond, null_cond] and mixes
     eps = eps_uncond + cfg_scale * (eps_cond - eps_uncond): cfg_scale = 1 is the conditional
     model, 0 the unconditional one, larger values push further towards the condition.
+    sigma: a number, or one noise level per sample (B,), which is repeated for the doubled batch.
+    x is given to the model in the model's own dtype and on its device; eps comes back like x.
     """
+    device, dtype = weights_of(model)
+    x_in = x.to(device=device, dtype=dtype)
     if cond is None or cfg_scale == 1.0:
-        return model(x, sigma, cond) if cond is not None else model(x, sigma)
+        eps = model(x_in, sigma, cond) if cond is not None else model(x_in, sigma)
+        return eps.to(x.dtype)
     if null_cond is None:
         null_cond = model.null_cond(cond)
-    eps_cond, eps_uncond = model(torch.cat([x, x]), sigma, torch.cat([cond, null_cond])).chunk(2)
+    if isinstance(sigma, torch.Tensor) and sigma.ndim == 1:
+        sigma = torch.cat([sigma, sigma])                       # one per sample, for both halves
+    eps_cond, eps_uncond = model(torch.cat([x_in, x_in]), sigma, torch.cat([cond, null_cond])).to(x.dtype).chunk(2)
     return eps_uncond + cfg_scale * (eps_cond - eps_uncond)
 
 
@@ -88,11 +91,17 @@ def _validate(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond):
                              f"got shape {tuple(shape)}")
         if "dim" in config and tuple(shape[1:]) != (config["dim"],):
             raise ValueError(f"this model makes points of shape (B, {config['dim']}), got shape {tuple(shape)}")
+    if x is not None:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor (a noisy start at sigmas[0]), got "
+                            f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
+        check_finite(x, "the starting x")
     batch = shape[0] if shape is not None else len(x)
     if cond is not None:
         if not isinstance(cond, torch.Tensor) or len(cond) != batch:
             raise ValueError(f"cond must be a tensor with one entry per sample ({batch}), got "
                              f"{tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__}")
+        check_finite(cond, "cond")
     elif cfg_scale != 1.0:
         raise ValueError(f"cfg_scale={cfg_scale} needs a condition: pass cond (e.g. class labels) or use cfg_scale=1")
     if cond is not None and cfg_scale != 1.0 and null_cond is None and not hasattr(model, "null_cond"):
@@ -111,7 +120,9 @@ def sample(model, sigmas, shape=None, x=None, gam=1.0, mu=0.0, cond=None, cfg_sc
     gam, mu:   the step rule: DDIM (1, 0), DDPM (1, 0.5), accelerated (2, 0); see SAMPLERS.
     cond, cfg_scale, null_cond: conditioning and classifier-free guidance (see guided_eps).
     generator: a torch.Generator on the sampling device, for repeatable noise.
-    Bad arguments raise ValueError here, at the call, not at the first step.
+    Bad arguments raise ValueError here, at the call, not at the first step. x is kept in float32
+    (or x's own float dtype) whatever the model's dtype: the model sees it converted. A step whose
+    noise prediction is NaN or infinite stops with FloatingPointError naming the step.
     """
     sigmas = _validate(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond)
     return _steps(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond, generator, device)
@@ -120,16 +131,23 @@ def sample(model, sigmas, shape=None, x=None, gam=1.0, mu=0.0, cond=None, cfg_sc
 @torch.no_grad()
 def _steps(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond, generator, device):
     device = torch.device(device) if device is not None else (
-        generator.device if generator is not None else _device_of(model))
+        generator.device if generator is not None else weights_of(model)[0])
     if x is None:
         x = sigmas[0].item() * torch.randn(shape, generator=generator, device=device)
     x = x.to(device)
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()                                   # the sampler's own arithmetic stays in float32
     cond = None if cond is None else cond.to(device)
     null_cond = None if null_cond is None else null_cond.to(device)
     eps_prev = None
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
         eps = guided_eps(model, x, sigma, cond, cfg_scale, null_cond).to(x.dtype)
+        if not torch.isfinite(eps).all():
+            raise FloatingPointError(
+                f"step {i} of {len(sigmas) - 1} (sigma {sigma:.4g}) predicted NaN or infinite noise"
+                + (f": cfg_scale={cfg_scale:g} is too large (typical values are 1-7)" if cfg_scale > 20 else
+                   ": the model's weights or inputs hold NaN, or its dtype cannot hold these values"))
         eps_avg = eps if eps_prev is None else gam * eps + (1 - gam) * eps_prev           # (1)
         sigma_p = (sigma_next / sigma ** mu) ** (1 / (1 - mu))                            # (2)
         eta = math.sqrt(max(sigma_next ** 2 - sigma_p ** 2, 0.0))                         # (3)

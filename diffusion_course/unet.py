@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_finite, check_input
+
 
 def sinusoidal_embedding(sigma, dim, scale=4.0, max_period=100.0):
     """Turn noise levels into vectors a network can read: (B,) -> (B, dim).
@@ -219,17 +221,30 @@ class UNet(nn.Module):
             return torch.full_like(cond, self.num_classes)
         return torch.zeros_like(cond)
 
-    def _check(self, x, cond, context):
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != self.config["in_channels"]:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"UNet expects x of shape (B, {self.config['in_channels']}, H, W), got {got}")
+    def _check(self, x, sigma, cond, context):
+        if isinstance(x, torch.Tensor) and (x.ndim != 4 or x.shape[1] != self.config["in_channels"]):
+            raise ValueError(f"UNet expects x of shape (B, {self.config['in_channels']}, H, W), got {tuple(x.shape)}")
+        check_input(self, x, "x")
         f = 2 ** (self.levels - 1)
         if x.shape[2] % f or x.shape[3] % f:
             raise ValueError(f"image size {tuple(x.shape[2:])} must be divisible by {f} "
                              f"(the U-Net halves it {self.levels - 1} times)")
-        if cond is not None and not cond.is_floating_point():
+        s = torch.as_tensor(sigma)
+        if s.ndim > 1 or (s.ndim == 1 and len(s) != x.shape[0]):
+            raise ValueError(f"sigma must be a number or hold one noise level per image ({x.shape[0]},), "
+                             f"got shape {tuple(s.shape)}")
+        check_finite(s.float(), "sigma")
+        if (s < 0).any():
+            raise ValueError("sigma must be >= 0: it is the standard deviation of the noise in x")
+        if cond is not None:
+            if cond.is_floating_point():
+                raise ValueError(f"cond holds {str(cond.dtype).replace('torch.', '')} numbers of shape "
+                                 f"{tuple(cond.shape)}: class labels must be integers (use cond.long()); text "
+                                 f"tokens are (B, T, D) vectors")
             if self.num_classes is None:
-                raise ValueError("cond given, but this U-Net is unconditional (num_classes=None)")
+                what = (f"it is text-conditioned: pass the prompt's tokens (B, T, {self.context_dim}) as context"
+                        if self.context_dim else "it is unconditional: call it without cond")
+                raise ValueError(f"got class labels, but this U-Net takes none (num_classes=None); {what}")
             if cond.shape != (x.shape[0],) or cond.min() < 0 or cond.max() > self.num_classes:
                 raise ValueError(f"cond must hold one class label per image, shape ({x.shape[0]},), values "
                                  f"0..{self.num_classes - 1} or {self.num_classes} for 'no class'; "
@@ -240,16 +255,25 @@ class UNet(nn.Module):
             if context.ndim != 3 or context.shape[0] != x.shape[0] or context.shape[2] != self.context_dim:
                 raise ValueError(f"text tokens must have shape ({x.shape[0]}, T, {self.context_dim}), "
                                  f"got {tuple(context.shape)}")
+            check_input(self, context, "context")
+        elif self.context_dim is not None:
+            raise ValueError(f"this U-Net is text-conditioned (context_dim={self.context_dim}): pass the prompt's "
+                             f"tokens as context, shape ({x.shape[0]}, T, {self.context_dim}); for 'no prompt' "
+                             "pass model.null_cond(context)")
 
     def forward(self, x, sigma, cond=None, context=None, context_mask=None):
         """x: (B, C, H, W) noisy images, sigma: number or (B,), cond: (B,) labels or (B, T, D) tokens.
 
-        Text tokens may be passed as `cond` (a float tensor) or as `context`; `context_mask`
-        (B, T) marks real tokens. Returns the predicted noise eps, (B, C, H, W).
+        Text tokens may be passed as `cond` (a (B, T, D) float tensor) or as `context`; `context_mask`
+        (B, T) marks real tokens. Returns the predicted noise eps, (B, C, H, W). x (and context) must
+        be on the model's device in its dtype, and finite; sigma >= 0 (ValueError otherwise).
         """
-        if cond is not None and cond.is_floating_point():
+        if isinstance(cond, torch.Tensor) and cond.is_floating_point() and cond.ndim == 3:
             cond, context = None, cond
-        self._check(x, cond, context)
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch tensor of shape (B, {self.config['in_channels']}, H, W), "
+                            f"got {type(x).__name__}")
+        self._check(x, sigma, cond, context)
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
         sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma                 # (B,)
         emb = self.sigma_mlp(sinusoidal_embedding(sigma, self.config["channels"]).to(x.dtype))  # (B, E)

@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import check_input
+
 
 def _norm(c):
     return nn.GroupNorm(math.gcd(8, c), c)          # 8 groups when c allows (c = 8, 16, ...), fewer otherwise
@@ -109,6 +111,7 @@ class VAE(nn.Module):
     def moments(self, x):
         """The encoder's Gaussian per latent value: mean and log-variance, each (B, latent_channels, H/f, W/f)."""
         self._check_image(x)
+        check_input(self, x, "images", image_range=True)
         mean, logvar = self.encoder(x).chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
 
@@ -133,6 +136,7 @@ class VAE(nn.Module):
             got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
             raise ValueError(f"decode expects latents of shape (B, {self.latent_channels}, h, w), got {got}; "
                              "make them with vae.encode(images)")
+        check_input(self, z, "z")
         return self.decoder(z / self.scale + self.shift)
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from diffusion_course.__main__ import RECIPES, load_recipe, main, parse_settings
+from diffusion_course.__main__ import RECIPES, UsageError, load_recipe, main, parse_settings
 
 DEFAULTS = {"steps": 100, "lr": 1e-3, "ema": True, "name": "x"}
 
@@ -13,16 +13,17 @@ def test_settings_are_typed_like_the_defaults():
 @pytest.mark.parametrize("argv, message", [
     (["--stepz", "3"], "unknown setting --stepz; this recipe takes: --steps, --lr"),
     (["--steps"], "--steps needs a value"),
-    (["--steps", "many"], "--steps expects a int"),
+    (["--steps", "many"], "--steps expects a whole number"),
+    (["--steps", "1.7"], "--steps expects a whole number"),
     (["steps", "3"], "expected --key value"),
 ])
 def test_bad_settings_say_what_is_expected(argv, message):
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(UsageError, match=message):
         parse_settings(DEFAULTS, argv)
 
 
 def test_unknown_recipe_lists_the_known_ones():
-    with pytest.raises(SystemExit, match="choose one of " + ", ".join(RECIPES)):
+    with pytest.raises(UsageError, match="choose one of " + ", ".join(RECIPES)):
         load_recipe("imagenet")
 
 

@@ -23,7 +23,7 @@ def test_get_device_rejects_unknown_and_unavailable(monkeypatch):
     with pytest.raises(ValueError, match="unknown device 'gpu'"):
         get_device("gpu")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        with pytest.raises(ValueError, match="no CUDA GPU"):
             get_device("cuda")
 
 

@@ -13,7 +13,7 @@ import torch
 from ..attributes import AttributeClassifier, attribute_accuracy, classifier_loss, predict
 from ..shapes import make_scenes
 from ..train import train
-from . import defaults
+from . import defaults, training_settings
 
 NAME = "shapes_attributes"
 HALF = True
@@ -21,6 +21,7 @@ HALF = True
 
 def run(out, device, steps=1500, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=100, ema_decay=0.99,
         width=16, dim=256, dropout=0.1, p_two=0.5, split="all", seed=0, eval_n=1000):
+    settings = training_settings(locals())                # saved with the state; a resume must match
     def get_batch(gen):
         scenes = make_scenes(batch_size, split=split, p_two=p_two, generator=gen, device=device)
         return scenes.images, scenes.attrs
@@ -32,7 +33,8 @@ def run(out, device, steps=1500, batch_size=64, lr=1e-3, weight_decay=0.05, warm
     torch.manual_seed(seed)
     model = AttributeClassifier(width=width, dim=dim, dropout=dropout)
     result = train(model, loss_fn, get_batch, steps=steps, lr=lr, weight_decay=weight_decay, warmup=warmup,
-                   ema_decay=ema_decay, seed=seed, device=device, state_path=out, desc="attributes")
+                   ema_decay=ema_decay, seed=seed, device=device, state_path=out, settings=settings,
+                   desc="attributes")
     ema = result.ema
     metrics = {"eval_n": eval_n}
     for name, eval_split, eval_seed in (("test", "all", 20_000), ("heldout", "heldout", 20_001)):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..data import load_mnist
 from ..metrics import MNISTClassifier, class_accuracy
 from ..train import train
-from . import defaults
+from . import defaults, training_settings
 
 NAME = "mnist_classifier"
 HALF = False
@@ -38,6 +38,7 @@ def random_shift(x, shift, gen):
 
 def run(out, device, steps=4000, batch_size=128, lr=2e-3, weight_decay=0.05, width=16, dropout=0.1,
         shift=2, ema_decay=0.995, seed=0):
+    settings = training_settings(locals())                # saved with the state; a resume must match
     images, labels = load_mnist("test")                                    # (10000, 1, 28, 28) in [-1, 1]
     x_train, y_train = images[:N_TRAIN].to(device), labels[:N_TRAIN].to(device)
     x_held, y_held = images[N_TRAIN:], labels[N_TRAIN:]
@@ -53,7 +54,7 @@ def run(out, device, steps=4000, batch_size=128, lr=2e-3, weight_decay=0.05, wid
     torch.manual_seed(seed)                                                # the initial weights
     model = MNISTClassifier(width=width, dropout=dropout)
     result = train(model, loss_fn, get_batch, steps=steps, lr=lr, weight_decay=weight_decay,
-                   ema_decay=ema_decay, seed=seed, device=device, state_path=out,
+                   ema_decay=ema_decay, seed=seed, device=device, state_path=out, settings=settings,
                    desc="classifier")
     ema = result.ema
     metrics = {"heldout_accuracy": round(class_accuracy(ema, x_held, y_held), 4),

@@ -17,7 +17,7 @@ from ..clip import CLIP, clip_loss, evaluate
 from ..shapes import make_scenes, scene_keys
 from ..text import Tokenizer
 from ..train import train
-from . import defaults
+from . import defaults, training_settings
 
 NAME = "clip_shapes"
 HALF = True
@@ -26,6 +26,7 @@ HALF = True
 def run(out, device, steps=3000, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=100, ema_decay=0.995,
         embed_dim=64, text_dim=64, text_depth=2, heads=4, width=16, image_dim=128, p_two=0.5, seed=0,
         eval_galleries=10, eval_n=1000):
+    settings = training_settings(locals())                # saved with the state; a resume must match
     tokenizer = Tokenizer()
 
     def get_batch(gen):
@@ -42,7 +43,8 @@ def run(out, device, steps=3000, batch_size=64, lr=1e-3, weight_decay=0.05, warm
     model = CLIP(tokenizer.config["vocab"], tokenizer.max_len, embed_dim=embed_dim, text_dim=text_dim,
                  text_depth=text_depth, heads=heads, width=width, image_dim=image_dim)
     result = train(model, loss_fn, get_batch, steps=steps, lr=lr, weight_decay=weight_decay, warmup=warmup,
-                   ema_decay=ema_decay, seed=seed, device=device, state_path=out, desc="clip")
+                   ema_decay=ema_decay, seed=seed, device=device, state_path=out, settings=settings,
+                   desc="clip")
     ema = result.ema
     metrics = evaluate(ema, galleries=eval_galleries, n=eval_n)
     metrics.update(temperature=round(1 / ema.scale.item(), 4),

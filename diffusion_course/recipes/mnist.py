@@ -52,7 +52,7 @@ from ..noise import add_noise, schedule, training_sigmas
 from ..sampling import SAMPLERS, generate
 from ..train import train
 from ..unet import UNet, v_loss
-from . import defaults
+from . import defaults, training_settings
 
 NAME = "mnist_unet"
 HALF = True
@@ -67,7 +67,7 @@ def sampling_sigmas(steps, sigma_min=0.01, sigma_max=80.0):
     return schedule("loglinear", steps, sigma_min=sigma_min, sigma_max=sigma_max)
 
 
-def make_model(channels=32, num_res_blocks=1, dropout=0.1):
+def make_model(channels=16, num_res_blocks=1, dropout=0.1):
     """The architecture of the shipped checkpoint: 28 -> 14 -> 7, attention at 7x7, 10 classes + null."""
     return UNet(in_channels=1, channels=channels, channel_mults=(1, 2, 2), num_res_blocks=num_res_blocks,
                 attention_levels=(2,), num_classes=10, dropout=dropout)
@@ -326,6 +326,7 @@ def fp16_check(model, n=64, steps=50, seed=0, sigma_min=0.01, sigma_max=80.0):
 def run(out, device, steps=18000, batch_size=32, lr=1e-3, channels=16, num_res_blocks=1, dropout=0.1,
         p_uncond=0.1, sigma_kind="mixed", sigma_min=0.01, sigma_max=80.0, ema_decay=0.9995, seed=0, eval_n=1000,
         eval_cfg_scale=3.0, channels_last=False, compile=False):
+    settings = training_settings(locals())                # saved with the state; a resume must match
     images, labels = load_mnist("test")                                # (10000, 1, 28, 28) in [-1, 1]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x_train = images[:N_TRAIN].to(device).contiguous(memory_format=fmt)
@@ -343,7 +344,7 @@ def run(out, device, steps=18000, batch_size=32, lr=1e-3, channels=16, num_res_b
         return diffusion_loss(forward, *batch, gen, sigma_min, sigma_max, p_uncond, sigma_kind)
 
     result = train(model, loss_fn, get_batch, steps=steps, lr=lr, ema_decay=ema_decay, seed=seed,
-                   device=device, state_path=out, desc="mnist U-Net")
+                   device=device, state_path=out, settings=settings, desc="mnist U-Net")
     ema = result.ema.to(memory_format=torch.contiguous_format).eval()
     metrics = {"final_loss": round(sum(result.losses[-200:]) / len(result.losses[-200:]), 4),
                "train_images": f"MNIST test split, images 0-{N_TRAIN - 1}",

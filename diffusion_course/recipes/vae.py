@@ -24,7 +24,7 @@ from ..checkpoint import half_rounded
 from ..shapes import make_scenes, render, sample_attributes
 from ..train import train
 from ..vae import VAE, kl_bits, kl_divergence, measure_scale, psnr, ssim, vae_loss
-from . import defaults
+from . import defaults, training_settings
 
 NAME = "vae_shapes"
 HALF = True
@@ -37,7 +37,7 @@ NUDGE = 0.3                             # latent noise (in units of the latent's
 
 def train_vae(device, steps, batch_size=128, lr=1e-3, factor=8, latent_channels=4, width=16, enc_blocks=1,
               dec_blocks=2, kl_weight=1e-2, recon="l1", ema_decay=0.999, seed=0, state_path=None, desc="VAE",
-              scale_n=2000):
+              scale_n=2000, settings=None):
     """Train a VAE on fresh shapes scenes and measure its latent scale. Returns (EMA model, TrainRun)."""
     def get_batch(gen):                                  # fresh scenes, drawn on the device
         return render(sample_attributes(batch_size, split="train", generator=gen))      # (B, 3, 64, 64)
@@ -49,7 +49,7 @@ def train_vae(device, steps, batch_size=128, lr=1e-3, factor=8, latent_channels=
     model = VAE(in_channels=3, latent_channels=latent_channels, factor=factor, width=width,
                 enc_blocks=enc_blocks, dec_blocks=dec_blocks)
     result = train(model, loss_fn, get_batch, steps=steps, lr=lr, ema_decay=ema_decay, seed=seed,
-                   device=device, state_path=state_path, desc=desc)
+                   device=device, state_path=state_path, desc=desc, settings=settings)
     vae = result.ema.eval()
     measure_scale(vae, make_scenes(scale_n, seed=SCALE_SEED).images.to(device))
     return vae, result
@@ -129,8 +129,10 @@ def sweep(device, steps=2000, width=16, batch_size=64, runs=SWEEP, n_eval=500, s
 def run(out, device, steps=3000, batch_size=16, lr=1e-3, factor=8, latent_channels=4, width=16, enc_blocks=1,
         dec_blocks=2, kl_weight=1e-2, recon="l1", ema_decay=0.999, seed=0, eval_n=2000, scale_n=2000,
         sweep_steps=800, sweep_width=16, sweep_batch_size=16):
+    settings = training_settings(locals())                # saved with the state; a resume must match
     vae, result = train_vae(device, steps, batch_size, lr, factor, latent_channels, width, enc_blocks, dec_blocks,
-                            kl_weight, recon, ema_decay, seed, state_path=out, scale_n=scale_n)
+                            kl_weight, recon, ema_decay, seed, state_path=out, scale_n=scale_n,
+                            settings=settings)
     test = make_scenes(eval_n, seed=EVAL_SEED).images                                    # (N, 3, 64, 64)
     held = make_scenes(min(eval_n, 500), seed=EVAL_SEED + 1, split="heldout").images
     half = half_rounded(vae)                                           # the weights as the checkpoint stores them
