@@ -27,9 +27,10 @@ def weights_of(model):
 
 
 def check_finite(x, name):
-    """Refuse NaN or inf in a tensor or a number, naming it."""
+    """Refuse NaN or inf in a tensor or a number, naming it. (Meta tensors, which hold no values and
+    are used to count FLOPs, pass.)"""
     if isinstance(x, torch.Tensor):
-        if x.is_floating_point() and x.numel() and not torch.isfinite(x).all():
+        if x.is_floating_point() and not x.is_meta and x.numel() and not torch.isfinite(x).all():
             bad = (~torch.isfinite(x)).sum().item()
             raise ValueError(f"{name} holds {bad} NaN or infinite value{'s' if bad > 1 else ''} (of {x.numel()}): "
                              "check the step that produced it")
@@ -52,7 +53,7 @@ def check_input(model, x, name="x", image_range=False):
         raise ValueError(f"{name} is {_dtype(x.dtype)} on {x.device}, but the model's weights are {_dtype(dtype)} "
                          f"on {device}: move one to the other, e.g. {name}.to({str(device)!r}, torch.{_dtype(dtype)})")
     check_finite(x, name)
-    if image_range and x.numel():
+    if image_range and x.numel() and not x.is_meta:
         lo, hi = x.min().item(), x.max().item()
         if lo < -IMAGE_LIMIT or hi > IMAGE_LIMIT:
             raise ValueError(f"{name} has values from {lo:.4g} to {hi:.4g}, but this model expects pixels in "

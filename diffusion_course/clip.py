@@ -264,8 +264,11 @@ def counting_scenes(n, seed, device=None):
     """
     one = shapes.sample_attributes(n, seed=seed, p_two=0.0, device=device)
     two = shapes.sample_attributes(n, seed=seed + 1, p_two=1.0, device=device)
-    for k in ("color", "shape", "size"):
+    for k in ("color", "shape"):
         two[k][:, 1] = two[k][:, 0]
+    # Both get the smaller of the two sizes: the positions were drawn for the sizes drawn, so a
+    # smaller object still fits where it stands, while a larger one could overlap its neighbour.
+    two["size"][:] = two["size"].min(1, keepdim=True).values
     images = torch.cat([shapes.render(one), shapes.render(two)])
     obj = lambda a, i: shapes.words(a["color"][i, 0], a["shape"][i, 0], a["size"][i, 0])     # noqa: E731
     right = [shapes.describe(*obj(one, i)) for i in range(n)]

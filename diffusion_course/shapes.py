@@ -215,6 +215,12 @@ def render(attrs, size=IMAGE_SIZE):
             where = (rows.view(-1, 1, 1, 1), channels.view(1, 3, 1, 1), py.view(-1, 1, win, 1),
                      px.view(-1, 1, 1, win))
             img.index_put_(where, ink, accumulate=True)                                  # img[where] += ink
+    if color.shape[1] > 1:                       # overlapping objects would add up past the palette
+        bad = (img.flatten(1).abs().amax(1) > 1 + 1e-4).nonzero().squeeze(1)
+        if len(bad):
+            raise ValueError(f"the objects of scene{'s' if len(bad) > 1 else ''} {bad[:5].tolist()} overlap; "
+                             "render draws non-overlapping objects: place them apart, or make them smaller "
+                             "(sample_attributes always does)")
     return img
 
 

@@ -234,7 +234,7 @@ class UNet(nn.Module):
             raise ValueError(f"sigma must be a number or hold one noise level per image ({x.shape[0]},), "
                              f"got shape {tuple(s.shape)}")
         check_finite(s.float(), "sigma")
-        if (s < 0).any():
+        if not s.is_meta and (s < 0).any():
             raise ValueError("sigma must be >= 0: it is the standard deviation of the noise in x")
         if cond is not None:
             if cond.is_floating_point():

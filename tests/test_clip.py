@@ -200,3 +200,17 @@ def test_zero_shot_marginal_by_hand():
         assert torch.equal(zero_shot_classify(model, images, attribute, method="mean"), (img @ mean.T).argmax(1))
     with pytest.raises(ValueError, match="marginal"):
         zero_shot_classify(model, images, "color", method="vote")
+
+
+def test_counting_pairs_do_not_overlap():
+    """Identical pairs take the smaller size of the two drawn, so they fit where they were placed:
+    every pixel stays in [-1, 1] (a larger copy overlapped its neighbour and added up to 2.2)."""
+    images, right, wrong = counting_scenes(150, seed=7000)
+    assert images.min() >= -1 and images.max() <= 1 and len(right) == len(wrong) == 300
+
+
+def test_render_refuses_overlapping_objects():
+    attrs = shapes.sample_attributes(4, p_two=1.0, seed=0)
+    attrs["x"][:, 1], attrs["y"][:, 1] = attrs["x"][:, 0], attrs["y"][:, 0]        # both in one place
+    with pytest.raises(ValueError, match=r"the objects of scenes \[0, 1, 2, 3\] overlap"):
+        shapes.render(attrs)

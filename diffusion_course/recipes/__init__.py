@@ -75,8 +75,8 @@ def check_settings(settings):
         raise ValueError(f"--sigma_min must be below --sigma_max, got {settings['sigma_min']} and {settings['sigma_max']}")
 
 
-def training_settings(args):
-    """The settings that shape training, from a recipe's `run` arguments (`locals()` at its start):
-    all but out, device, `steps` (a run may be continued to more steps) and EVAL_SETTINGS. `train`
-    saves them with the state and refuses to resume with others."""
-    return {k: v for k, v in args.items() if k not in ("out", "device", "steps") + EVAL_SETTINGS}
+def training_settings(run, args):
+    """The settings that shape training: `run`'s settings (its keyword defaults) with the values in
+    `args` (`locals()` at the start of run), but for `steps` (a run may be continued to more steps)
+    and the EVAL_SETTINGS. `train` saves them with the state and refuses to resume with others."""
+    return {k: args[k] for k in defaults(run) if k != "steps" and k not in EVAL_SETTINGS}

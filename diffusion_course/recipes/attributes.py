@@ -21,7 +21,7 @@ HALF = True
 
 def run(out, device, steps=1500, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=100, ema_decay=0.99,
         width=16, dim=256, dropout=0.1, p_two=0.5, split="all", seed=0, eval_n=1000):
-    settings = training_settings(locals())                # saved with the state; a resume must match
+    settings = training_settings(run, locals())       # saved with the state; a resume must match
     def get_batch(gen):
         scenes = make_scenes(batch_size, split=split, p_two=p_two, generator=gen, device=device)
         return scenes.images, scenes.attrs

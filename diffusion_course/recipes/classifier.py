@@ -38,7 +38,7 @@ def random_shift(x, shift, gen):
 
 def run(out, device, steps=4000, batch_size=128, lr=2e-3, weight_decay=0.05, width=16, dropout=0.1,
         shift=2, ema_decay=0.995, seed=0):
-    settings = training_settings(locals())                # saved with the state; a resume must match
+    settings = training_settings(run, locals())       # saved with the state; a resume must match
     images, labels = load_mnist("test")                                    # (10000, 1, 28, 28) in [-1, 1]
     x_train, y_train = images[:N_TRAIN].to(device), labels[:N_TRAIN].to(device)
     x_held, y_held = images[N_TRAIN:], labels[N_TRAIN:]

@@ -326,7 +326,7 @@ def fp16_check(model, n=64, steps=50, seed=0, sigma_min=0.01, sigma_max=80.0):
 def run(out, device, steps=18000, batch_size=32, lr=1e-3, channels=16, num_res_blocks=1, dropout=0.1,
         p_uncond=0.1, sigma_kind="mixed", sigma_min=0.01, sigma_max=80.0, ema_decay=0.9995, seed=0, eval_n=1000,
         eval_cfg_scale=3.0, channels_last=False, compile=False):
-    settings = training_settings(locals())                # saved with the state; a resume must match
+    settings = training_settings(run, locals())       # saved with the state; a resume must match
     images, labels = load_mnist("test")                                # (10000, 1, 28, 28) in [-1, 1]
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x_train = images[:N_TRAIN].to(device).contiguous(memory_format=fmt)

@@ -21,6 +21,7 @@ import math
 import torch
 
 from ..checkpoint import half_rounded
+from ..checks import to_model, weights_of
 from ..shapes import make_scenes, render, sample_attributes
 from ..train import train
 from ..vae import VAE, kl_bits, kl_divergence, measure_scale, psnr, ssim, vae_loss
@@ -61,11 +62,11 @@ def reconstruct(vae, images, batch_size=250, nudge=0.0, seed=0):
 
     nudge > 0 adds Gaussian noise of that std to the (unit-variance) latents before decoding.
     """
-    device = next(vae.parameters()).device
+    device = weights_of(vae)[0]
     gen = torch.Generator(device=device).manual_seed(seed)
     out = []
     for i in range(0, len(images), batch_size):
-        z = vae.encode(images[i:i + batch_size].to(device))
+        z = vae.encode(to_model(vae, images[i:i + batch_size]))
         if nudge:
             z = z + nudge * torch.randn(z.shape, generator=gen, device=device, dtype=z.dtype)
         out.append(vae.decode(z).float().clamp(-1, 1).cpu())
@@ -75,10 +76,9 @@ def reconstruct(vae, images, batch_size=250, nudge=0.0, seed=0):
 @torch.no_grad()
 def evaluate(vae, images, batch_size=250):
     """PSNR / SSIM of the reconstructions, KL bits and the scaled latents' statistics on `images`."""
-    device = next(vae.parameters()).device
     x_hat = reconstruct(vae, images, batch_size)
     p, s = psnr(x_hat, images), ssim(x_hat, images)
-    moments = [vae.moments(images[i:i + batch_size].to(device)) for i in range(0, len(images), batch_size)]
+    moments = [vae.moments(to_model(vae, images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
     mean = torch.cat([m for m, _ in moments]).float()
     logvar = torch.cat([v for _, v in moments]).float()
     z = (mean - vae.shift) * vae.scale
@@ -129,7 +129,7 @@ def sweep(device, steps=2000, width=16, batch_size=64, runs=SWEEP, n_eval=500, s
 def run(out, device, steps=3000, batch_size=16, lr=1e-3, factor=8, latent_channels=4, width=16, enc_blocks=1,
         dec_blocks=2, kl_weight=1e-2, recon="l1", ema_decay=0.999, seed=0, eval_n=2000, scale_n=2000,
         sweep_steps=800, sweep_width=16, sweep_batch_size=16):
-    settings = training_settings(locals())                # saved with the state; a resume must match
+    settings = training_settings(run, locals())       # saved with the state; a resume must match
     vae, result = train_vae(device, steps, batch_size, lr, factor, latent_channels, width, enc_blocks, dec_blocks,
                             kl_weight, recon, ema_decay, seed, state_path=out, scale_n=scale_n,
                             settings=settings)
