@@ -92,12 +92,12 @@ def attribute_accuracy(pred, attrs):
 def scene_matches(pred, attrs):
     """(B,) bool: the prediction gets the relation and every object's color, shape and size right.
 
-    `attrs` may hold a single scene (e.g. from shapes.parse_caption) that every prediction is compared with.
+    `attrs` may hold a single scene (e.g. from shapes.parse_caption) that every prediction is compared with;
+    what a prompt does not name (shapes.ANY) is not checked.
     """
     b = pred["relation"].shape[0]
     a = {k: v.cpu().expand(b, *v.shape[1:]) for k, v in attrs.items() if k in ("relation", "color", "shape", "size")}
     ok = pred["relation"] == a["relation"]                      # which also means: the right number of objects
-    absent = a["shape"] < 0
-    for k in ("color", "shape", "size"):
-        ok &= ((pred[k] == a[k]) | absent).all(1)
+    for k in ("color", "shape", "size"):                        # absent objects (-1) and unnamed (ANY) pass
+        ok &= ((pred[k] == a[k]) | (a[k] < 0)).all(1)
     return ok

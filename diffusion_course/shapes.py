@@ -58,6 +58,13 @@ SYNONYMS = {
 }
 INVERSE = {"left of": "right of", "above": "below"}
 OBJECT_TEMPLATES = ("a {size} {color} {shape}", "a {color} {shape} that is {size}", "a {size} {shape} colored {color}")
+# Partial descriptions, as people type them ("a red shape", "a circle"): what an object phrase
+# names -> its templates; {noun} is a GENERIC word standing in for a shape it does not name.
+GENERIC = ("shape", "thing", "object")
+PARTIAL = {("color", "shape"): ("a {color} {shape}",), ("shape", "size"): ("a {size} {shape}",),
+           ("color", "size"): ("a {size} {color} {noun}",), ("color",): ("a {color} {noun}", "something {color}"),
+           ("shape",): ("a {shape}",), ("size",): ("a {size} {noun}",)}
+ANY = -2                                # parse_caption: an attribute the prompt does not name
 ONE_TEMPLATES = ("{a}", "there is {a}", "a picture of {a}", "{a} alone")
 TWO_TEMPLATES = ("{a} {rel} {b}", "there is {a} {rel} {b}", "{a} is {rel} {b}")
 
@@ -72,16 +79,17 @@ class Scenes:
         return len(self.captions)
 
 
-def make_scenes(n, seed=0, split="train", p_two=0.5, device=None, generator=None):
+def make_scenes(n, seed=0, split="train", p_two=0.5, device=None, generator=None, p_partial=0.0):
     """`n` random scenes: images, captions with random wording, and their ground-truth attributes.
 
     split: "train" never shows a HELD_OUT color+shape pair; "heldout" puts exactly one in every
     scene; "all" draws pairs freely. Pass `generator` (a torch.Generator, e.g. the one a
     training loop hands out) to draw from it instead of a fresh one seeded with `seed`.
+    p_partial: the chance that a caption describes an object only in part (see `captions`).
     """
     gen = _generator(seed, device, generator)
     attrs = sample_attributes(n, split=split, p_two=p_two, generator=gen)
-    return Scenes(render(attrs), captions(attrs, generator=gen), attrs)
+    return Scenes(render(attrs), captions(attrs, generator=gen, p_partial=p_partial), attrs)
 
 
 def sample_attributes(n, split="train", p_two=0.5, generator=None, seed=0, device=None):
@@ -229,23 +237,35 @@ def words(color, shape, size):
     return COLORS[int(color)], SHAPES[int(shape)], SIZES[int(size)]
 
 
-def captions(attrs, generator=None):
+def captions(attrs, generator=None, p_partial=0.0):
     """One caption per scene. With a generator: random templates and synonyms (training data).
-    Without: the canonical wording, e.g. 'a small red circle left of a large blue square'."""
+    Without: the canonical wording, e.g. 'a small red circle left of a large blue square'.
+
+    p_partial (with a generator): each object is, with this chance, described only in part: one
+    or two of its color, shape and size, in the PARTIAL templates ('a red shape', 'a big circle',
+    'something blue'); the caption is still true of the scene, and says less.
+    """
+    if not 0.0 <= p_partial <= 1.0:
+        raise ValueError(f"p_partial is a probability, a number in [0, 1]; got {p_partial!r}")
     n = attrs["color"].shape[0]
     if generator is None:
         choice = torch.zeros(n, 12, dtype=torch.long)
+        part = torch.ones(n, 2)
     else:                                                      # 12 independent choices per caption
         choice = (torch.rand(n, 12, generator=generator, device=generator.device) * 720).long().cpu()
+        part = torch.ones(n, 2)
+        if p_partial > 0:                                      # drawn only then: old streams stay as they were
+            part = torch.rand(n, 2, generator=generator, device=generator.device).cpu() / p_partial
     color, shape, size = (attrs[k].cpu().tolist() for k in ("color", "shape", "size"))
     relation = attrs["relation"].cpu().tolist()
+    part = part.tolist()
     out = []
     for i, c in enumerate(choice.tolist()):
-        a = _object_phrase(color[i][0], shape[i][0], size[i][0], c[0:4])
+        a = _object_phrase(color[i][0], shape[i][0], size[i][0], c[0:4], part[i][0])
         if relation[i] < 0:
             text = ONE_TEMPLATES[c[11] % len(ONE_TEMPLATES)].format(a=a)
         else:
-            b = _object_phrase(color[i][1], shape[i][1], size[i][1], c[4:8])
+            b = _object_phrase(color[i][1], shape[i][1], size[i][1], c[4:8], part[i][1])
             rel = RELATIONS[relation[i]]
             if c[8] % 2 == 1:                                  # say it the other way round
                 a, b, rel = b, a, INVERSE[rel]
@@ -260,11 +280,15 @@ def _pick(word, k):
     return options[k % len(options)]
 
 
-def _object_phrase(color, shape, size, k):
-    """k: four random ints (template, color word, shape word, size word); 720 is divisible by every count."""
+def _object_phrase(color, shape, size, k, part=1.0):
+    """k: four random ints (template, color word, shape word, size word); 720 is divisible by every count.
+    part < 1: describe the object in part, with the PARTIAL templates (part in [0, 1) picks which)."""
     c, s, z = words(color, shape, size)
-    return OBJECT_TEMPLATES[k[0] % len(OBJECT_TEMPLATES)].format(color=_pick(c, k[1]), shape=_pick(s, k[2]),
-                                                                 size=_pick(z, k[3]))
+    names = dict(color=_pick(c, k[1]), shape=_pick(s, k[2]), size=_pick(z, k[3]), noun=GENERIC[k[1] % len(GENERIC)])
+    if part >= 1:
+        return OBJECT_TEMPLATES[k[0] % len(OBJECT_TEMPLATES)].format(**names)
+    templates = list(PARTIAL.values())[int(part * len(PARTIAL))]
+    return templates[k[0] % len(templates)].format(**names)
 
 
 def _articles(text):
@@ -292,40 +316,67 @@ RELATION_WORDS = {"left": (0, False), "right": (0, True), "above": (1, False), "
 
 
 def parse_caption(text):
-    """Read the attributes back from a caption (any wording the templates make); the inverse of captions.
+    """Read the attributes back from a caption or prompt (any wording the templates make); the inverse
+    of captions, and how generated images are scored against what their prompt asked for.
 
     'a big box colored blue under a tiny red disc' -> color [[0, 5]], shape [[0, 1]], size [[0, 1]],
-    relation [1] (canonical order: the tiny red disc above is object 0). A list of captions gives a
-    batch. Positions are unknown (nan). Used to score generated images against their prompts.
+    relation [1] (canonical order: the tiny red disc above is object 0). A list gives a batch.
+    A prompt may name an object only in part ('a red shape', 'something blue', 'a circle'): what it
+    does not name is ANY (-2); a missing second object is -1, as in sample_attributes. Positions
+    are unknown (nan). A prompt that cannot describe a shapes-world scene raises ValueError.
     """
     texts = [text] if isinstance(text, str) else list(text)
     lookups = [{w: i for i, name in enumerate(names) for w in SYNONYMS[name]} for names in (COLORS, SHAPES, SIZES)]
+    generic = set(GENERIC) | {"something"}
     rows = []
     for t in texts:
-        ws = t.lower().replace(",", " ").split()
-        color, shape, size = ([lk[w] for w in ws if w in lk] for lk in lookups)
-        rel = [RELATION_WORDS[w] for w in ws if w in RELATION_WORDS]
-        n = len(shape)
-        if n not in (1, 2) or len(color) != n or len(size) != n or len(rel) != n - 1:
-            raise ValueError(f"cannot read {t!r}: a shapes-world caption names one or two objects, each with "
-                             f"a size, a color and a shape, and a relation between two (found {len(color)} colors, "
-                             f"{n} shapes, {len(size)} sizes, {len(rel)} relations)")
+        ws = t.lower().replace(",", " ").replace(".", " ").split()
+        at = [i for i, w in enumerate(ws) if w in RELATION_WORDS]
+        if len(at) > 1:
+            raise ValueError(f"cannot read {t!r}: a shapes-world scene has one relation between two objects, "
+                             f"this names {len(at)} ({', '.join(ws[i] for i in at)})")
+        phrases = [ws] if not at else [ws[:at[0]], ws[at[0] + 1:]]
+        objects = []
+        for words_ in phrases:
+            found = [[lk[w] for w in words_ if w in lk] for lk in lookups]           # colors, shapes, sizes
+            if any(len(f) > 1 for f in found):
+                raise ValueError(f"cannot read {t!r}: one object with two colors, shapes or sizes "
+                                 "(a scene holds one object, or two related by 'left of', 'above', ...)")
+            if not any(found) and not generic & set(words_):
+                raise ValueError(f"cannot read {t!r}: {'no object' if not at else 'the relation needs an object on both sides'}"
+                                 " (name at least a color, a shape or a size, or say 'a shape')")
+            objects.append([f[0] if f else ANY for f in found])
         relation = -1
-        if n == 2:
-            relation, inverse = rel[0]
+        if at:
+            relation, inverse = RELATION_WORDS[ws[at[0]]]
             if inverse:                                        # "B right of A" is "A left of B"
-                color, shape, size = color[::-1], shape[::-1], size[::-1]
-        pad = [-1] * (2 - n)
-        rows.append((n, color + pad, shape + pad, size + pad, relation))
+                objects = objects[::-1]
+        objects += [[-1, -1, -1]] * (2 - len(objects))
+        rows.append((len(at) + 1, *[[o[k] for o in objects] for k in range(3)], relation))
     n, color, shape, size, relation = (torch.tensor(v) for v in zip(*rows))
     nan = torch.full(color.shape, float("nan"))
     return {"n_objects": n, "color": color, "shape": shape, "size": size, "x": nan, "y": nan.clone(),
             "relation": relation}
 
 
-def vocabulary():
-    """Every word a caption can contain, sorted: what a word-level tokenizer must know."""
-    text = re.sub(r"\{\w+\}", " ", " ".join(OBJECT_TEMPLATES + ONE_TEMPLATES + TWO_TEMPLATES))
+def matches(attrs, prompts):
+    """(N, P) bool: scene i fits prompt j. It has the prompt's number of objects and relation, and
+    every attribute the prompt names (ANY and absent objects are not checked). attrs: scenes or
+    predictions (sample_attributes, attributes.predict); prompts: parse_caption's output."""
+    ok = attrs["relation"].cpu()[:, None] == prompts["relation"].cpu()[None, :]
+    for k in ("color", "shape", "size"):
+        a, p = attrs[k].cpu()[:, None], prompts[k].cpu()[None, :]                 # (N, 1, 2), (1, P, 2)
+        ok &= ((a == p) | (p < 0)).all(-1)
+    return ok
+
+
+def vocabulary(partial=False):
+    """Every word a caption can contain, sorted: what a word-level tokenizer must know.
+    partial=True adds the words of partial descriptions ('a red shape', 'something blue')."""
+    templates = OBJECT_TEMPLATES + ONE_TEMPLATES + TWO_TEMPLATES
+    if partial:
+        templates += tuple(t for options in PARTIAL.values() for t in options) + GENERIC
+    text = re.sub(r"\{\w+\}", " ", " ".join(templates))
     text += " " + " ".join(w for options in SYNONYMS.values() for w in options) + " an"
     return sorted(set(re.findall(r"[a-z]+", text)))
 

@@ -163,11 +163,20 @@ def kl_bits(mean, logvar):
     return (kl_divergence(mean.float(), logvar.float()).mean() / math.log(2)).item()
 
 
-def vae_loss(model, x, gen=None, kl_weight=1e-2, recon="l1"):
+def edge_map(x, threshold=0.05):
+    """(B, C, H, W) images -> (B, 1, H, W): 1 where the 3x3 neighbourhood of a pixel changes colour
+    (an object's outline, in the shapes world), 0 on flat background and flat object insides."""
+    spread = F.max_pool2d(x, 3, 1, 1) + F.max_pool2d(-x, 3, 1, 1)       # max - min around each pixel
+    return (spread.amax(1, keepdim=True) > threshold).to(x.dtype)
+
+
+def vae_loss(model, x, gen=None, kl_weight=1e-2, recon="l1", edge_weight=0.0):
     """recon(x_hat, x) + kl_weight * KL, both per pixel value of the image.
 
     recon: "l1" (mean absolute error; keeps edges sharper) or "mse" (mean squared error),
-    averaged over the pixel values. KL: summed over the latent values of an image and divided
+    averaged over the pixel values. edge_weight > 0 counts the pixels on objects' outlines
+    (`edge_map`) 1 + edge_weight times, in a weighted mean: a small shape is mostly outline, and
+    its corners are what tell a plus from a diamond, yet they are a few pixels of 4,096. KL: summed over the latent values of an image and divided
     by its number of pixel values (C*H*W), in nats: the "per dimension" convention of
     likelihood models, so that a nat of information has the same price whatever the latent's
     size (a VAE with factor 16 is not charged more per nat than one with factor 4). Stable
@@ -175,11 +184,16 @@ def vae_loss(model, x, gen=None, kl_weight=1e-2, recon="l1"):
     """
     x_hat, mean, logvar = model(x, gen)
     if recon == "l1":
-        rec = (x_hat.float() - x.float()).abs().mean()
+        err = (x_hat.float() - x.float()).abs()                          # (B, C, H, W)
     elif recon == "mse":
-        rec = (x_hat.float() - x.float()).pow(2).mean()
+        err = (x_hat.float() - x.float()).pow(2)
     else:
         raise ValueError(f"recon must be 'l1' or 'mse', got {recon!r}")
+    if edge_weight:
+        w = 1 + edge_weight * edge_map(x.float())                        # (B, 1, H, W)
+        rec = (w * err).sum() / (w.sum() * x.shape[1])
+    else:
+        rec = err.mean()
     kl = kl_divergence(mean.float(), logvar.float()).flatten(1).sum(1).mean() / x[0].numel()
     return rec + kl_weight * kl
 

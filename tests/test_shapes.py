@@ -142,9 +142,29 @@ def test_wording_varies_and_canonical_captions():
 
 
 def test_vocabulary_is_exactly_the_caption_words():
-    sc = S.make_scenes(3000, seed=10)
-    used = {w for c in sc.captions for w in c.split()}
+    full, partial = S.make_scenes(3000, seed=10), S.make_scenes(3000, seed=10, p_partial=0.5)
+    used = {w for c in full.captions for w in c.split()}
     assert used == set(S.vocabulary())
+    assert used | {w for c in partial.captions for w in c.split()} == set(S.vocabulary(partial=True))
+    assert set(S.vocabulary(partial=True)) - used == set(S.GENERIC) | {"something"}
+
+
+def test_partial_captions_are_true_and_say_less():
+    sc = S.make_scenes(2000, seed=13, p_partial=0.5, split="all")
+    prompts = S.parse_caption(sc.captions)
+    assert S.matches(sc.attrs, prompts).diagonal().all()                     # every caption is true of its scene
+    present = sc.attrs["shape"] >= 0
+    unnamed = {k: (prompts[k] == S.ANY)[present].float().mean().item() for k in ("color", "shape", "size")}
+    assert all(0.15 < v < 0.45 for v in unnamed.values()), unnamed           # each attribute left out at times
+    assert not ((prompts["color"] == S.ANY) & (prompts["shape"] == S.ANY) & (prompts["size"] == S.ANY)).any()
+    assert S.make_scenes(50, seed=13).captions == S.make_scenes(50, seed=13, p_partial=0.0).captions
+
+
+def test_matches_checks_only_what_a_prompt_names():
+    a = S.parse_caption(["a small red circle", "a large blue square left of a small red circle"])
+    prompts = S.parse_caption(["a red shape", "a circle", "something blue", "a big thing",
+                               "a blue shape left of a red shape", "a red shape left of a blue shape"])
+    assert S.matches(a, prompts).int().tolist() == [[1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0]]
 
 
 def test_scene_keys_equal_iff_same_description():
@@ -179,5 +199,11 @@ def test_parse_caption_inverts_captions():
         assert torch.equal(parsed[k], sc.attrs[k]), k
     one = S.parse_caption("a big box colored blue under a tiny red disc")
     assert one["color"].tolist() == [[0, 5]] and one["shape"].tolist() == [[0, 1]] and one["relation"].tolist() == [1]
-    with pytest.raises(ValueError, match="cannot read"):
+    with pytest.raises(ValueError, match="cannot read .*needs an object on both sides"):
         S.parse_caption("a red circle left of")
+    with pytest.raises(ValueError, match="one object with two colors"):
+        S.parse_caption("a red circle and a blue square")
+    with pytest.raises(ValueError, match="one relation between two objects"):
+        S.parse_caption("a red circle left of a box above a disc")
+    with pytest.raises(ValueError, match="no object"):
+        S.parse_caption("there is")

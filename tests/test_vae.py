@@ -6,7 +6,7 @@ import torch
 
 from diffusion_course.checkpoint import load_model, save_checkpoint
 from diffusion_course.train import train
-from diffusion_course.vae import (VAE, kl_bits, kl_divergence, measure_scale, psnr, quantize, reparameterize,
+from diffusion_course.vae import (VAE, kl_bits, kl_divergence, measure_scale, psnr, quantize, edge_map, reparameterize,
                                   ssim, vae_loss)
 
 
@@ -215,3 +215,25 @@ def test_sweep_reports_each_setting():
     assert [(r["factor"], r["kl_weight"]) for r in rows] == [(16, recipe.DEFAULTS["kl_weight"]), (8, 1.0)]
     assert rows[0]["latent_shape"] == [4, 4, 4] and rows[0]["compression"] == 192.0
     assert all(math.isfinite(r[k]) for r in rows for k in ("psnr_db", "psnr_db_nudged", "encoder_noise_std"))
+
+
+def test_edge_map_marks_outlines_only():
+    x = -torch.ones(1, 3, 16, 16)
+    x[:, :, 4:12, 4:12] = 1.0                                   # an 8x8 square on a flat background
+    e = edge_map(x)[0, 0]
+    assert e[4, 4] == 1 and e[3, 8] == 1 and e[8, 8] == 0 and e[0, 0] == 0   # outline in, inside and far out
+    assert e.sum() == 10 * 10 - 6 * 6                             # the 1-pixel ring on each side of the outline
+
+
+def test_edge_weight_counts_outline_pixels_more():
+    torch.manual_seed(0)
+    model = VAE(width=8, enc_blocks=1, dec_blocks=1)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    g = lambda: torch.Generator().manual_seed(0)                  # noqa: E731
+    plain = vae_loss(model, x, g(), kl_weight=0.0)
+    with torch.no_grad():
+        x_hat, _, _ = model(x, g())
+    err = (x_hat - x).abs()
+    w = 1 + 5 * edge_map(x)
+    torch.testing.assert_close(vae_loss(model, x, g(), kl_weight=0.0, edge_weight=5.0), (w * err).sum() / (w.sum() * 3))
+    torch.testing.assert_close(plain, err.mean())

@@ -50,7 +50,8 @@ RULES = {name: (_positive, "a positive number") for name in (
     "image_dim", "heads", "eval_galleries", "enc_blocks", "embed_dim", "dim", "dec_blocks", "channels",
     "num_res_blocks", "scale_n", "lr", "sigma_min", "sigma_max")}
 RULES.update({name: (_at_least_0, "a number >= 0") for name in (
-    "seed", "eval_n", "warmup", "sweep_steps", "shift", "weight_decay", "kl_weight", "eval_cfg_scale")})
+    "seed", "eval_n", "warmup", "sweep_steps", "shift", "weight_decay", "kl_weight", "eval_cfg_scale",
+    "edge_weight")})
 RULES.update({name: (_fraction, "a fraction from 0 to 1") for name in ("p_two", "p_uncond")})
 RULES.update({name: (_below_1, "a number from 0 up to, not including, 1") for name in ("ema_decay", "dropout")})
 RULES.update(factor=(lambda v: v > 0 and v & (v - 1) == 0, "a power of 2 (4, 8, 16, ...)"),

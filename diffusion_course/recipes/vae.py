@@ -38,13 +38,13 @@ NUDGE = 0.3                             # latent noise (in units of the latent's
 
 def train_vae(device, steps, batch_size=128, lr=1e-3, factor=8, latent_channels=4, width=16, enc_blocks=1,
               dec_blocks=2, kl_weight=1e-2, recon="l1", ema_decay=0.999, seed=0, state_path=None, desc="VAE",
-              scale_n=2000, settings=None):
+              scale_n=2000, settings=None, edge_weight=0.0):
     """Train a VAE on fresh shapes scenes and measure its latent scale. Returns (EMA model, TrainRun)."""
     def get_batch(gen):                                  # fresh scenes, drawn on the device
         return render(sample_attributes(batch_size, split="train", generator=gen))      # (B, 3, 64, 64)
 
     def loss_fn(model, x, gen):
-        return vae_loss(model, x, gen, kl_weight=kl_weight, recon=recon)
+        return vae_loss(model, x, gen, kl_weight=kl_weight, recon=recon, edge_weight=edge_weight)
 
     torch.manual_seed(seed)                              # the initial weights
     model = VAE(in_channels=3, latent_channels=latent_channels, factor=factor, width=width,
@@ -128,11 +128,11 @@ def sweep(device, steps=2000, width=16, batch_size=64, runs=SWEEP, n_eval=500, s
 
 def run(out, device, steps=3000, batch_size=16, lr=1e-3, factor=8, latent_channels=4, width=16, enc_blocks=1,
         dec_blocks=2, kl_weight=1e-2, recon="l1", ema_decay=0.999, seed=0, eval_n=2000, scale_n=2000,
-        sweep_steps=800, sweep_width=16, sweep_batch_size=16):
+        sweep_steps=800, sweep_width=16, sweep_batch_size=16, edge_weight=0.0):
     settings = training_settings(run, locals())       # saved with the state; a resume must match
     vae, result = train_vae(device, steps, batch_size, lr, factor, latent_channels, width, enc_blocks, dec_blocks,
                             kl_weight, recon, ema_decay, seed, state_path=out, scale_n=scale_n,
-                            settings=settings)
+                            settings=settings, edge_weight=edge_weight)
     test = make_scenes(eval_n, seed=EVAL_SEED).images                                    # (N, 3, 64, 64)
     held = make_scenes(min(eval_n, 500), seed=EVAL_SEED + 1, split="heldout").images
     half = half_rounded(vae)                                           # the weights as the checkpoint stores them
