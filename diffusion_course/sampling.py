@@ -61,7 +61,7 @@ def guided_eps(model, x, sigma, cond=None, cfg_scale=1.0, null_cond=None):
         null_cond = model.null_cond(cond)
     if isinstance(sigma, torch.Tensor) and sigma.ndim == 1:
         sigma = torch.cat([sigma, sigma])                       # one per sample, for both halves
-    eps_cond, eps_uncond = model(torch.cat([x_in, x_in]), sigma, torch.cat([cond, null_cond])).to(x.dtype).chunk(2)
+    eps_cond, eps_uncond = model(torch.cat([x_in, x_in]), sigma, cat_cond(cond, null_cond)).to(x.dtype).chunk(2)
     return eps_uncond + cfg_scale * (eps_cond - eps_uncond)
 
 
@@ -98,10 +98,12 @@ def _validate(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond):
         check_finite(x, "the starting x")
     batch = shape[0] if shape is not None else len(x)
     if cond is not None:
-        if not isinstance(cond, torch.Tensor) or len(cond) != batch:
-            raise ValueError(f"cond must be a tensor with one entry per sample ({batch}), got "
-                             f"{tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__}")
-        check_finite(cond, "cond")
+        parts = cond if isinstance(cond, tuple) else (cond,)
+        if not all(isinstance(c, torch.Tensor) for c in parts) or cond_len(cond) != batch:
+            raise ValueError(f"cond must be a tensor (or a (tokens, mask) pair) with one entry per sample "
+                             f"({batch}), got {tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__}")
+        for c in parts:
+            check_finite(c, "cond")
     elif cfg_scale != 1.0:
         raise ValueError(f"cfg_scale={cfg_scale} needs a condition: pass cond (e.g. class labels) or use cfg_scale=1")
     if cond is not None and cfg_scale != 1.0 and null_cond is None and not hasattr(model, "null_cond"):
@@ -137,26 +139,58 @@ def _steps(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond, generat
     x = x.to(device)
     if x.dtype in (torch.float16, torch.bfloat16):
         x = x.float()                                   # the sampler's own arithmetic stays in float32
-    cond = None if cond is None else cond.to(device)
-    null_cond = None if null_cond is None else null_cond.to(device)
+    cond, null_cond = to_device(cond, device), to_device(null_cond, device)
     eps_prev = None
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
         eps = guided_eps(model, x, sigma, cond, cfg_scale, null_cond).to(x.dtype)
-        if not torch.isfinite(eps).all():
-            raise FloatingPointError(
-                f"step {i} of {len(sigmas) - 1} (sigma {sigma:.4g}) predicted NaN or infinite noise"
-                + (f": cfg_scale={cfg_scale:g} is too large (typical values are 1-7)" if cfg_scale > 20 else
-                   ": the model's weights or inputs hold NaN, or its dtype cannot hold these values"))
-        eps_avg = eps if eps_prev is None else gam * eps + (1 - gam) * eps_prev           # (1)
-        sigma_p = (sigma_next / sigma ** mu) ** (1 / (1 - mu))                            # (2)
-        eta = math.sqrt(max(sigma_next ** 2 - sigma_p ** 2, 0.0))                         # (3)
-        x0 = x - sigma * eps
-        x = x - (sigma - sigma_p) * eps_avg                                                # (4)
-        if eta > 0:
-            x = x + eta * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        check_eps(eps, i, len(sigmas) - 1, sigma, cfg_scale)
+        x, x0 = step(x, eps, eps_prev, sigma, sigma_next, gam, mu, generator)
         eps_prev = eps
         yield Step(i=i, sigma=sigma, sigma_next=sigma_next, x=x, x0=x0, eps=eps)
+
+
+def step(x, eps, eps_prev, sigma, sigma_next, gam=1.0, mu=0.0, generator=None):
+    """One step of eqs. (1)-(4) from noise level sigma to sigma_next: returns (x_next, x0).
+
+    eps: the (guided) noise prediction for x; eps_prev: the previous step's (None at the first).
+    x0 = x - sigma * eps is the model's guess of the clean data at this step.
+    """
+    eps_avg = eps if eps_prev is None else gam * eps + (1 - gam) * eps_prev               # (1)
+    sigma_p = (sigma_next / sigma ** mu) ** (1 / (1 - mu))                                # (2)
+    eta = math.sqrt(max(sigma_next ** 2 - sigma_p ** 2, 0.0))                             # (3)
+    x0 = x - sigma * eps
+    x = x - (sigma - sigma_p) * eps_avg                                                    # (4)
+    if eta > 0:
+        x = x + eta * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x, x0
+
+
+def check_eps(eps, i, steps, sigma, cfg_scale=1.0):
+    """Stop with FloatingPointError naming step i and the likely cause if eps holds NaN or inf."""
+    if not torch.isfinite(eps).all():
+        raise FloatingPointError(
+            f"step {i} of {steps} (sigma {sigma:.4g}) predicted NaN or infinite noise"
+            + (f": cfg_scale={cfg_scale:g} is too large (typical values are 1-7)" if cfg_scale > 20 else
+               ": the model's weights or inputs hold NaN, or its dtype cannot hold these values"))
+
+
+# ---- conditions: class labels (B,), text tokens (B, T, D), or a pair (tokens, mask) -------------
+
+def cond_len(cond):
+    """How many samples a condition is for."""
+    return len(cond[0]) if isinstance(cond, tuple) else len(cond)
+
+
+def cat_cond(a, b):
+    """Two conditions stacked into one batch (the conditional and the unconditional half)."""
+    return tuple(torch.cat([x, y]) for x, y in zip(a, b)) if isinstance(a, tuple) else torch.cat([a, b])
+
+
+def to_device(cond, device):
+    if cond is None:
+        return None
+    return tuple(c.to(device) for c in cond) if isinstance(cond, tuple) else cond.to(device)
 
 
 def generate(model, sigmas, shape=None, sampler="ddim", x=None, cond=None, cfg_scale=1.0, generator=None,

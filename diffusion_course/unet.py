@@ -212,9 +212,15 @@ class UNet(nn.Module):
         self.levels = len(channel_mults)
 
     def null_cond(self, cond):
-        """The "no condition" input matching `cond`: the null class, or all-zero text tokens."""
+        """The "no condition" input matching `cond`: the null class, or all-zero text tokens (with a
+        (tokens, mask) pair: one zero token, the rest padding)."""
         if cond is None:
             return None
+        if isinstance(cond, tuple):
+            context, mask = cond
+            null_mask = torch.zeros_like(mask, dtype=torch.bool)
+            null_mask[:, 0] = True
+            return torch.zeros_like(context), null_mask
         if not cond.is_floating_point():
             if self.num_classes is None:
                 raise ValueError("this U-Net has no class conditioning (num_classes=None)")
@@ -264,10 +270,12 @@ class UNet(nn.Module):
     def forward(self, x, sigma, cond=None, context=None, context_mask=None):
         """x: (B, C, H, W) noisy images, sigma: number or (B,), cond: (B,) labels or (B, T, D) tokens.
 
-        Text tokens may be passed as `cond` (a (B, T, D) float tensor) or as `context`; `context_mask`
-        (B, T) marks real tokens. Returns the predicted noise eps, (B, C, H, W). x (and context) must
+        Text tokens may be passed as `cond` (a (B, T, D) float tensor, or a pair (tokens, mask)) or as
+        `context`; `context_mask` (B, T) marks real tokens. Returns the predicted noise eps, (B, C, H, W). x (and context) must
         be on the model's device in its dtype, and finite; sigma >= 0 (ValueError otherwise).
         """
+        if isinstance(cond, tuple):                                   # (tokens, mask) from a text encoder
+            (context, context_mask), cond = cond, None
         if isinstance(cond, torch.Tensor) and cond.is_floating_point() and cond.ndim == 3:
             cond, context = None, cond
         if not isinstance(x, torch.Tensor):
