@@ -35,6 +35,7 @@ RECIPES = {
     "clip": "diffusion_course.recipes.clip",              # text and image encoders on the shapes world
     "attributes": "diffusion_course.recipes.attributes",  # the shapes-world attribute classifier
     "vae": "diffusion_course.recipes.vae",                # the latent autoencoder
+    "text2image": "diffusion_course.recipes.text2image",  # the latent U-Net of the text-to-image pipeline
 }
 # What a user's mistake raises in the package: reported in one line, no traceback.
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FloatingPointError, PermissionError)

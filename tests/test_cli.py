@@ -69,3 +69,11 @@ def test_train_records_the_commit_the_run_started_from(tmp_path, monkeypatch):
     card = checkpoint.read_card(str(tmp_path / "fake"))
     assert card["git_commit"] == "abc123" and card["settings"] == {"steps": 3}
     assert card["metrics"] == {"final_loss": 0.5} and card["description"] == "A fake recipe."
+
+
+def test_every_number_a_recipe_takes_has_a_rule():
+    from diffusion_course.recipes import RULES
+    for name in RECIPES:
+        for key, value in load_recipe(name).DEFAULTS.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                assert key in RULES, f"recipe {name}: --{key} has no entry in recipes.RULES"

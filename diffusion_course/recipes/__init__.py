@@ -48,11 +48,11 @@ def _choice(options):
 RULES = {name: (_positive, "a positive number") for name in (
     "steps", "batch_size", "width", "text_dim", "text_depth", "sweep_width", "sweep_batch_size", "latent_channels",
     "image_dim", "heads", "eval_galleries", "enc_blocks", "embed_dim", "dim", "dec_blocks", "channels",
-    "num_res_blocks", "scale_n", "lr", "sigma_min", "sigma_max")}
+    "num_res_blocks", "scale_n", "lr", "sigma_min", "sigma_max", "eval_steps")}
 RULES.update({name: (_at_least_0, "a number >= 0") for name in (
     "seed", "eval_n", "warmup", "sweep_steps", "shift", "weight_decay", "kl_weight", "eval_cfg_scale",
     "edge_weight")})
-RULES.update({name: (_fraction, "a fraction from 0 to 1") for name in ("p_two", "p_uncond")})
+RULES.update({name: (_fraction, "a fraction from 0 to 1") for name in ("p_two", "p_uncond", "p_partial")})
 RULES.update({name: (_below_1, "a number from 0 up to, not including, 1") for name in ("ema_decay", "dropout")})
 RULES.update(factor=(lambda v: v > 0 and v & (v - 1) == 0, "a power of 2 (4, 8, 16, ...)"),
              split=(_choice(SPLITS), f"one of {', '.join(SPLITS)}"),
@@ -60,7 +60,7 @@ RULES.update(factor=(lambda v: v > 0 and v & (v - 1) == 0, "a power of 2 (4, 8, 
              recon=(_choice(("l1", "mse")), "one of l1, mse"))
 # Settings that change only the evaluation after training: a finished run may be re-evaluated with others.
 EVAL_SETTINGS = ("eval_n", "eval_galleries", "eval_cfg_scale", "scale_n", "sweep_steps", "sweep_width",
-                 "sweep_batch_size", "compile", "channels_last")
+                 "sweep_batch_size", "compile", "channels_last", "eval_steps")
 
 
 def check_settings(settings):

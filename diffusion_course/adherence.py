@@ -1,0 +1,126 @@
+"""Does the picture show what the prompt asked for? Generated scenes scored by the attribute judge.
+
+    scores = score(predict(judge, images), parse_caption(prompts))   # per picture: True, False or absent
+    report = summarize(scores)                                        # rates with n and a 95% interval
+    report = adherence(pipe, prompts, judge, seed=0, guidance_scale=4.0)   # generate, judge, summarize
+
+Only what a prompt names is scored: "a red shape" is right whatever its shape and size; "a
+red circle left of a blue square" is scored on each object's color, shape and size, the number
+of objects, the relation, the whole scene, and **binding**: is each color on the shape the
+prompt gave it, wherever the objects stand? (A model that paints a blue circle and a red
+square for that prompt has the right colors and the right shapes, and binds them wrongly:
+Stable Diffusion's best-known failure.) The judge is a classifier, so every rate here is also
+capped by the judge's own accuracy, which `judge_accuracy` measures on real scenes.
+"""
+import math
+
+import torch
+
+from . import shapes
+from .attributes import predict
+
+ATTRIBUTES = ("color", "shape", "size")
+
+
+def score(pred, prompts):
+    """Per-picture verdicts, each a (B,) float tensor of 1 (right), 0 (wrong) or nan (the prompt does
+    not ask): count, relation (two-object prompts: the relation, with the objects in the prompt's
+    order), color, shape, size (mean over the objects whose
+    attribute the prompt names), object (every named attribute of every object), scene (everything
+    at once: shapes.matches), binding (two-object prompts naming both colors and shapes: the set of
+    (color, shape) pairs is the prompt's, in any place).
+
+    pred: attributes.predict(judge, images); prompts: shapes.parse_caption(prompts), one per picture.
+    """
+    b = len(pred["relation"])
+    p = {k: prompts[k].cpu().expand(b, *prompts[k].shape[1:]) for k in ("n_objects", "relation") + ATTRIBUTES}
+    q = {k: pred[k].cpu() for k in ("n_objects", "relation") + ATTRIBUTES}
+    nan = torch.full((b,), math.nan)
+    two = p["n_objects"] == 2
+    # the relation is right when it is the prompt's and the objects stand in the prompt's order: the
+    # picture's first object agrees with the prompt's first at least as well as with its second
+    direct = sum(((q[k] == p[k]) & (p[k] >= 0)).sum(1) for k in ATTRIBUTES)
+    crossed = sum(((q[k] == p[k].flip(1)) & (p[k].flip(1) >= 0)).sum(1) for k in ATTRIBUTES)
+    in_order = (q["relation"] == p["relation"]) & (direct >= crossed)
+    out = {"count": (q["n_objects"] == p["n_objects"]).float(), "relation": torch.where(two, in_order.float(), nan)}
+    named_all = torch.zeros(b, dtype=torch.bool)
+    object_ok = torch.ones(b, dtype=torch.bool)
+    for k in ATTRIBUTES:
+        named = p[k] >= 0                                                             # (B, 2)
+        right = (q[k] == p[k]) & named
+        count = named.sum(1)
+        out[k] = torch.where(count > 0, right.sum(1) / count.clamp(min=1), nan)
+        object_ok &= (right | ~named).all(1)
+        named_all |= named.any(1)
+    out["object"] = torch.where(named_all, object_ok.float(), nan)
+    out["scene"] = shapes.matches({k: q[k] for k in ("relation",) + ATTRIBUTES},
+                                  {k: p[k] for k in ("relation",) + ATTRIBUTES}).diagonal().float()
+    pairs_named = two & (p["color"] >= 0).all(1) & (p["shape"] >= 0).all(1)
+    pair = lambda a, j: a["color"][:, j] * len(shapes.SHAPES) + a["shape"][:, j]        # noqa: E731
+    same = (pair(q, 0) == pair(p, 0)) & (pair(q, 1) == pair(p, 1))
+    swapped = (pair(q, 0) == pair(p, 1)) & (pair(q, 1) == pair(p, 0))
+    out["binding"] = torch.where(pairs_named, ((same | swapped) & (q["n_objects"] == 2)).float(), nan)
+    return out
+
+
+def summarize(scores):
+    """{name: {"rate", "n", "ci95"}}: the mean of each verdict over the pictures it applies to, how
+    many that is, and a 95% confidence interval (Wilson's, for a rate from n yes/no answers)."""
+    out = {}
+    for k, v in scores.items():
+        v = v[~torch.isnan(v)]
+        if len(v) == 0:
+            continue
+        rate, n = v.mean().item(), len(v)
+        out[k] = {"rate": round(rate, 4), "n": n, "ci95": [round(x, 4) for x in wilson(rate, n)]}
+    return out
+
+
+def wilson(rate, n, z=1.96):
+    """Wilson's score interval for a proportion `rate` observed in n trials: (low, high)."""
+    if n == 0:
+        return (0.0, 1.0)
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n))
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@torch.no_grad()
+def adherence(pipe, prompts, judge, images_per_prompt=1, seed=0, batch_size=100, **call):
+    """Generate a picture per prompt (x images_per_prompt), judge it, and summarize what obeys.
+
+    pipe: a pipeline.TextToImage (or any callable taking prompts and generator= and returning
+    (B, 3, 64, 64) pictures in [0, 1]); call: its other arguments (guidance_scale, num_inference_steps,
+    sampler, negative_prompt, ...), recorded in the report with n and seed.
+    Returns {"scores": summarize(...), "n_prompts", "images_per_prompt", "seed", **call}.
+    """
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    wanted = shapes.parse_caption(prompts)
+    device = getattr(pipe, "device", torch.device("cpu"))
+    gen = torch.Generator(device=device).manual_seed(seed)
+    images = []
+    for i in range(0, len(prompts), batch_size):
+        images.append(pipe(prompts[i:i + batch_size], generator=gen, num_images_per_prompt=images_per_prompt, **call))
+    images = torch.cat(images)
+    repeat = {k: v.repeat_interleave(images_per_prompt, 0) for k, v in wanted.items()}
+    pred = predict(judge, images * 2 - 1)
+    return {"scores": summarize(score(pred, repeat)), "n_prompts": len(prompts),
+            "images_per_prompt": images_per_prompt, "seed": seed, **{k: v for k, v in call.items()}}
+
+
+@torch.no_grad()
+def judge_accuracy(judge, n=1000, seed=40_000, split="heldout", p_two=0.5):
+    """The judge's own verdicts on real scenes with their own captions (what a perfect generator would
+    score): summarize(score(...)) of make_scenes(n, seed, split, p_two)."""
+    scenes = shapes.make_scenes(n, seed=seed, split=split, p_two=p_two)
+    return summarize(score(predict(judge, scenes.images), shapes.parse_caption(shapes.captions(scenes.attrs))))
+
+
+def prompts_for(n, seed=0, split="heldout", p_two=0.0, p_partial=0.0):
+    """n canonical prompts of scenes drawn like make_scenes (split='heldout': every prompt holds a
+    held-out color+shape pair); with p_partial, partial ones among them. Returns a list of strings."""
+    gen = torch.Generator().manual_seed(seed)
+    attrs = shapes.sample_attributes(n, split=split, p_two=p_two, generator=gen)
+    if p_partial:
+        return shapes.captions(attrs, generator=gen, p_partial=p_partial)
+    return shapes.captions(attrs)

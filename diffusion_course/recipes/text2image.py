@@ -1,0 +1,99 @@
+"""Text to image on the shapes world: a latent U-Net that reads a frozen text encoder through cross-attention.
+
+Like Stable Diffusion, only the denoiser is trained here. Every step draws fresh scenes
+(split="train": the HELD_OUT color+shape pairs never appear) with captions, some of them
+partial ("a red shape left of a circle", p_partial); the frozen VAE encodes the pictures into
+scaled 8x8x4 latents, the frozen text tower of the shipped CLIP turns each caption into one
+vector per word and a padding mask, and the U-Net learns to predict the noise in noised
+latents (the course's v-loss), reading the words through cross-attention. A share p_uncond of
+the captions is dropped (the U-Net's null condition) so that the same network also knows "no
+prompt", which classifier-free guidance needs.
+
+    python -m diffusion_course train text2image
+
+Metrics (adherence.py; every entry records its n, seed, sampler, steps and guidance scale):
+what the judge reads back from pictures made for held-out single-object prompts, for
+two-object prompts (binding, relation) and for partial prompts, beside the judge's own
+accuracy on real scenes; and the time to make 4 pictures of the intro's prompt.
+"""
+import time
+
+import torch
+
+from ..adherence import adherence, judge_accuracy, prompts_for
+from ..checkpoint import load_model
+from ..noise import add_noise, training_sigmas
+from ..pipeline import TextToImage
+from ..shapes import make_scenes
+from ..train import train
+from ..unet import UNet, v_loss
+from . import defaults, training_settings
+
+NAME = "t2i_shapes"
+HALF = True
+INTRO_PROMPT = "a red circle to the left of a blue square"
+
+
+def make_unet(context_dim, latent_channels=4, channels=64, num_res_blocks=1, heads=4):
+    """The latent U-Net: 8x8 -> 4x4, self- and cross-attention at both sizes."""
+    return UNet(in_channels=latent_channels, channels=channels, channel_mults=(1, 2), num_res_blocks=num_res_blocks,
+                attention_levels=(0, 1), context_dim=context_dim, heads=heads)
+
+
+def run(out, device, steps=20000, batch_size=64, lr=5e-4, channels=64, num_res_blocks=1, p_uncond=0.1,
+        p_partial=0.3, p_two=0.5, sigma_kind="mixed", sigma_min=0.01, sigma_max=80.0, ema_decay=0.999, seed=0,
+        text_encoder="clip_shapes", vae="vae_shapes", eval_n=200, eval_steps=30, eval_cfg_scale=4.0):
+    settings = training_settings(run, locals())       # saved with the state; a resume must match
+    text = load_model(text_encoder, device=device).text.requires_grad_(False)      # frozen, as in SD
+    painter = load_model(vae, device=device).requires_grad_(False)
+    torch.manual_seed(seed)                                                        # the initial weights
+    unet = make_unet(text.dim, painter.latent_channels, channels, num_res_blocks).to(device)
+
+    @torch.no_grad()
+    def get_batch(gen):
+        scenes = make_scenes(batch_size, split="train", p_two=p_two, generator=gen, device=device,
+                             p_partial=p_partial)
+        z0 = painter.encode(scenes.images)                                         # (B, 4, 8, 8), unit variance
+        context, _, mask = text.encode(scenes.captions, device=device)             # (B, T, D), (B, T)
+        drop = torch.rand(batch_size, generator=gen, device=device) < p_uncond     # caption dropout
+        null_context, null_mask = unet.null_cond((context, mask))
+        context = torch.where(drop[:, None, None], null_context, context)
+        mask = torch.where(drop[:, None], null_mask, mask)
+        return z0, context, mask
+
+    def loss_fn(model, batch, gen):
+        z0, context, mask = batch
+        sigma = training_sigmas(len(z0), sigma_min, sigma_max, sigma_kind, generator=gen, device=device)   # (B,)
+        eps = torch.randn(z0.shape, generator=gen, device=device)
+        return v_loss(model(add_noise(z0, sigma, eps), sigma, (context, mask)), eps, sigma)
+
+    result = train(unet, loss_fn, get_batch, steps=steps, lr=lr, ema_decay=ema_decay, seed=seed, device=device,
+                   state_path=out, settings=settings, desc="text2image U-Net")
+    ema = result.ema.eval()
+    metrics = {"final_loss": round(sum(result.losses[-200:]) / len(result.losses[-200:]), 4),
+               "train_seconds": round(result.seconds, 1), "resumed_from_step": result.resumed_from}
+    if eval_n > 0:
+        pipe = TextToImage(ema, text, painter, sigma_min, sigma_max)
+        metrics.update(evaluate(pipe, eval_n, eval_steps, eval_cfg_scale))
+    return ema.cpu(), metrics
+
+
+@torch.no_grad()
+def evaluate(pipe, n=200, steps=30, cfg_scale=4.0, seed=0):
+    """Adherence on held-out prompts (single objects, pairs, partial), the judge's own accuracy, and speed."""
+    judge = load_model("shapes_attributes", device=pipe.device)
+    call = dict(num_inference_steps=steps, guidance_scale=cfg_scale, sampler="ddim")
+    sets = {"heldout_single": prompts_for(n, seed=50_000, p_two=0.0),
+            "heldout_pairs": prompts_for(n, seed=50_001, p_two=1.0),
+            "partial": prompts_for(n, seed=50_002, split="train", p_two=0.3, p_partial=1.0)}
+    out = {name: adherence(pipe, prompts, judge, seed=seed, **call) for name, prompts in sets.items()}
+    out["judge_on_real_scenes"] = judge_accuracy(judge, n=1000, seed=40_000, split="heldout", p_two=0.5)
+    gen = torch.Generator(device=pipe.device).manual_seed(seed)
+    pipe(INTRO_PROMPT, num_inference_steps=2, generator=gen)                          # warm-up
+    t0 = time.perf_counter()
+    pipe(INTRO_PROMPT, num_images_per_prompt=4, generator=gen, **call)
+    out["seconds_for_4_images"] = {"seconds": round(time.perf_counter() - t0, 2), "prompt": INTRO_PROMPT, **call}
+    return out
+
+
+DEFAULTS = defaults(run)                 # every setting of run(), for the command line and the card

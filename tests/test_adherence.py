@@ -1,0 +1,76 @@
+"""Adherence scores: hand-checked verdicts, real scenes score as the judge does, mismatched captions low."""
+import math
+
+import pytest
+import torch
+
+from diffusion_course import shapes
+from diffusion_course.adherence import adherence, judge_accuracy, prompts_for, score, summarize, wilson
+from diffusion_course.attributes import predict
+from diffusion_course.checkpoint import load_model
+
+
+def as_pred(captions):
+    """Predictions that say exactly what these full captions say (a perfect judge's answer)."""
+    a = shapes.parse_caption(captions)
+    return {k: a[k] for k in ("n_objects", "relation", "color", "shape", "size")}
+
+
+def test_verdicts_by_hand():
+    prompt = shapes.parse_caption(["a small red circle left of a large blue square"] * 3 + ["a red shape"])
+    pred = as_pred(["a small blue circle left of a large red square",     # colors swapped: binding wrong
+                    "a large blue square left of a small red circle",     # objects swapped: binding right
+                    "a small red circle above a large blue square",       # wrong relation only
+                    "a large red square"])                                 # the partial prompt asks only red
+    s = score(pred, prompt)
+    assert s["color"].tolist() == [0.0, 0.0, 1.0, 1.0] and s["shape"][:3].tolist() == [1.0, 0.0, 1.0]
+    assert s["binding"][:3].tolist() == [0.0, 1.0, 1.0] and math.isnan(s["binding"][3])
+    assert s["relation"][:3].tolist() == [1.0, 0.0, 0.0] and math.isnan(s["relation"][3])
+    assert s["scene"].tolist() == [0.0, 0.0, 0.0, 1.0] and s["count"].tolist() == [1.0] * 4
+    assert math.isnan(s["shape"][3]) and math.isnan(s["size"][3])        # "a red shape" asks neither
+
+
+def test_summary_counts_only_what_applies():
+    s = summarize({"binding": torch.tensor([1.0, 0.0, math.nan, 1.0]), "never": torch.tensor([math.nan])})
+    assert s == {"binding": {"rate": 0.6667, "n": 3, "ci95": [round(v, 4) for v in wilson(2 / 3, 3)]}}
+    low, high = wilson(0.5, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def judge():
+    return load_model("shapes_attributes")
+
+
+def test_real_scenes_with_their_captions_score_as_the_judge_and_mismatched_low(judge):
+    scenes = shapes.make_scenes(400, seed=41_000, split="heldout", p_two=0.5, p_partial=0.3)
+    pred = predict(judge, scenes.images)
+    own = summarize(score(pred, shapes.parse_caption(scenes.captions)))
+    assert own["scene"]["rate"] > 0.95 and own["binding"]["rate"] > 0.95 and own["color"]["rate"] > 0.99
+    shuffled = scenes.captions[1:] + scenes.captions[:1]
+    other = summarize(score(pred, shapes.parse_caption(shuffled)))
+    assert other["scene"]["rate"] < 0.2 and other["binding"]["rate"] < 0.2
+    judged = judge_accuracy(judge, n=400, seed=41_000, split="heldout", p_two=0.5)
+    assert judged["scene"]["rate"] == pytest.approx(summarize(score(pred, shapes.parse_caption(
+        shapes.captions(scenes.attrs))))["scene"]["rate"])
+
+
+def test_adherence_of_a_perfect_painter(judge):
+    """A 'pipeline' that renders exactly what each prompt says scores as the judge does."""
+    def painter(prompts, generator=None, num_images_per_prompt=1, **_):
+        a = shapes.sample_attributes(len(prompts), generator=generator)
+        want = shapes.parse_caption(prompts)
+        attrs = shapes.sample_attributes(len(prompts), seed=5, p_two=1.0)       # positions for two objects
+        two = want["n_objects"] == 2
+        for k in ("color", "shape", "size"):
+            attrs[k] = want[k].clone()
+        attrs["relation"] = want["relation"]
+        one = ~two
+        attrs["x"][one, 1], attrs["y"][one, 1] = math.nan, math.nan
+        attrs["x"][one, 0], attrs["y"][one, 0] = a["x"][one, 0], a["y"][one, 0]
+        attrs["n_objects"] = want["n_objects"]
+        return (shapes.render(attrs) + 1) / 2
+    prompts = prompts_for(200, seed=3, p_two=0.0)
+    report = adherence(painter, prompts, judge, seed=1, guidance_scale=4.0)
+    assert report["scores"]["object"]["rate"] > 0.97 and report["n_prompts"] == 200
+    assert report["guidance_scale"] == 4.0 and report["seed"] == 1

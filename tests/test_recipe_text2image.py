@@ -1,0 +1,37 @@
+"""The text2image recipe end to end at toy size: it trains, resumes, evaluates, and its checkpoint loads
+into the pipeline by name."""
+import json
+
+import torch
+
+from diffusion_course import shapes
+from diffusion_course.checkpoint import save_checkpoint
+from diffusion_course.clip import CLIP
+from diffusion_course.pipeline import TextToImage
+from diffusion_course.recipes import text2image
+from diffusion_course.text import Tokenizer
+from diffusion_course.vae import VAE
+
+
+def test_a_tiny_run_trains_evaluates_and_loads(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    tok = Tokenizer(shapes.vocabulary(partial=True))
+    save_checkpoint(tmp_path / "clip", CLIP(tok.config["vocab"], embed_dim=8, text_dim=8, text_depth=1, heads=2,
+                                             width=8, image_dim=8))
+    save_checkpoint(tmp_path / "vae", VAE(width=8, enc_blocks=1, dec_blocks=1))
+    settings = dict(steps=3, batch_size=4, channels=8, text_encoder=str(tmp_path / "clip"), vae=str(tmp_path / "vae"),
+                    eval_n=4, eval_steps=2)
+    model, metrics = text2image.run(out=str(tmp_path / "t2i"), device="cpu", **settings)
+    assert metrics["resumed_from_step"] == 0 and metrics["final_loss"] > 0
+    for name in ("heldout_single", "heldout_pairs", "partial"):
+        m = metrics[name]
+        assert m["n_prompts"] == 4 and m["num_inference_steps"] == 2 and m["guidance_scale"] == 4.0
+        assert 0 <= m["scores"]["count"]["rate"] <= 1
+    assert metrics["heldout_pairs"]["scores"]["binding"]["n"] > 0
+    assert metrics["judge_on_real_scenes"]["scene"]["rate"] > 0.9
+    json.dumps(metrics)                                                   # a card holds plain JSON
+    save_checkpoint(tmp_path / "t2i", model, {"settings": dict(text2image.DEFAULTS, **settings)})
+    pipe = TextToImage.from_pretrained(str(tmp_path / "t2i"))
+    assert pipe("a red shape", num_inference_steps=2).shape == (1, 3, 64, 64)
+    again, _ = text2image.run(out=str(tmp_path / "t2i"), device="cpu", **dict(settings, steps=4))   # continues
+    assert not torch.equal(next(again.parameters()), next(model.parameters()))
