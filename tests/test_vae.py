@@ -203,6 +203,9 @@ def test_recipe_trains_measures_and_resumes(tmp_path):
     assert set(metrics["test"]) >= {"psnr_db", "ssim", "kl_bits_per_latent_value", "kl_bits_per_channel", "latent_std"}
     assert len(metrics["test"]["kl_bits_per_channel"]) == 4
     assert "sweep" not in metrics
+    kept = metrics["judge_roundtrip"]
+    assert kept["single"]["n"] == 16 and kept["single"]["shape"]["original"] > 0.9          # the judge reads real scenes
+    assert 0 <= kept["pairs"]["scene"]["reconstructed"] <= 1 and "n" in kept["single"]["shape_small"]
     again, _ = recipe.run(out, "cpu", **{**recipe.DEFAULTS, **small})        # resumes: same weights
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
@@ -213,6 +216,7 @@ def test_sweep_reports_each_setting():
     rows = recipe.sweep("cpu", steps=2, width=8, batch_size=2, runs=[dict(factor=16), dict(kl_weight=1.0)],
                         n_eval=8, scale_n=8, log=None, dec_blocks=1)
     assert [(r["factor"], r["kl_weight"]) for r in rows] == [(16, recipe.DEFAULTS["kl_weight"]), (8, 1.0)]
+    assert all(r["edge_weight"] == recipe.DEFAULTS["edge_weight"] and 0 <= r["judge_shape_kept"] <= 1 for r in rows)
     assert rows[0]["latent_shape"] == [4, 4, 4] and rows[0]["compression"] == 192.0
     assert all(math.isfinite(r[k]) for r in rows for k in ("psnr_db", "psnr_db_nudged", "encoder_noise_std"))
 
