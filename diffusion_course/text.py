@@ -178,6 +178,9 @@ class TextEncoder(nn.Module):
         if ids.dim() != 2 or ids.dtype != torch.long:
             raise ValueError(f"ids must be a (B, L) int64 tensor from the tokenizer, got {ids.dtype} "
                              f"of shape {tuple(ids.shape)}")
+        if ids.device != self.pos_emb.device:
+            raise ValueError(f"ids are on {ids.device}, the text encoder's weights on {self.pos_emb.device}: "
+                             f"move one to the other, e.g. ids.to({str(self.pos_emb.device)!r})")
         if ids.shape[1] > self.pos_emb.shape[0]:
             raise ValueError(f"ids have {ids.shape[1]} positions, more than max_len={self.pos_emb.shape[0]}")
         mask = ids != self.tokenizer.pad_id if mask is None else mask.bool()

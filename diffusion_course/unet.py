@@ -26,6 +26,7 @@ the network's output becomes an error of the same size in x0. With the last laye
 an untrained U-Net starts from a sensible guess. Train it with `v_loss` below.
 """
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -118,6 +119,7 @@ class AttentionBlock(nn.Module):
             nn.init.zeros_(self.proj_x.weight)
             nn.init.zeros_(self.proj_x.bias)
         self.context_dim = context_dim
+        self.record = None                        # a list while cross_attention_maps() records
 
     def _split(self, t):                          # (B, N, C) -> (B, heads, N, C/heads)
         b, n, c = t.shape
@@ -138,10 +140,47 @@ class AttentionBlock(nn.Module):
             h = self.norm_x(out.flatten(2).transpose(1, 2))             # (B, HW, C)
             k, v = self.kv(context.to(h.dtype)).chunk(2, dim=-1)        # (B, T, C) each
             mask = None if context_mask is None else context_mask[:, None, None, :].bool()  # (B, 1, 1, T)
-            a = F.scaled_dot_product_attention(self._split(self.q(h)), self._split(k), self._split(v),
-                                               attn_mask=mask)
+            q, k, v = self._split(self.q(h)), self._split(k), self._split(v)
+            if self.record is None:
+                a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            else:                                 # the same attention, written out to keep its weights
+                w = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])                  # (B, heads, HW, T)
+                w = (w if mask is None else w.masked_fill(~mask, float("-inf"))).softmax(-1)
+                a = w @ v
+                self.record.append(w.mean(1).reshape(b, hgt, wid, -1).detach().float().cpu())   # (B, H, W, T)
             out = out + self.proj_x(self._merge(a)).transpose(1, 2).reshape(b, c, hgt, wid)
         return out
+
+
+@contextmanager
+def cross_attention_maps(unet):
+    """Keep every cross-attention layer's weights while the block runs (Hertz et al., prompt-to-prompt).
+
+        with cross_attention_maps(unet) as maps:
+            unet(x, sigma, (tokens, mask))
+        maps[0]          # (B, H, W, T): how much each position of the first layer reads each word
+
+    One entry per layer and call, in call order, averaged over the heads; each (H, W) position's
+    weights over the T tokens sum to 1 (padding gets 0).
+    """
+    layers = [m for m in unet.modules() if isinstance(m, AttentionBlock) and m.context_dim is not None]
+    maps = []
+    for m in layers:
+        m.record = maps
+    try:
+        yield maps
+    finally:
+        for m in layers:
+            m.record = None
+
+
+def word_maps(maps, size=64):
+    """All recorded maps upsampled to size x size and averaged: (B, T, size, size), one picture per word."""
+    if not maps:
+        raise ValueError("no cross-attention maps were recorded: call the U-Net inside cross_attention_maps()")
+    ups = [F.interpolate(m.permute(0, 3, 1, 2), size=(size, size), mode="bilinear", align_corners=False)
+           for m in maps]
+    return torch.stack(ups).mean(0)
 
 
 class UNet(nn.Module):

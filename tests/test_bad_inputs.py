@@ -87,6 +87,8 @@ def api_cases():
         "vae_float64_images": (lambda m: m["vae"].encode(img.double()), ValueError, r"images is float64 .* float32"),
         "vae_decode_wrong_dtype": (lambda m: m["vae"].decode(torch.randn(2, 4, 8, 8).double()), ValueError,
                                    r"z is float64"),
+        "text_ids_other_device": (lambda m: m["clip"].text(torch.zeros(1, 24, dtype=torch.long, device="meta")),
+                                  ValueError, r"ids are on meta, the text encoder's weights on cpu"),
         "unet_x_not_tensor": (lambda m: m["unet"]([[1.0]], 1.0), TypeError, r"x must be a torch tensor"),
         "unet_integer_x": (lambda m: m["unet"](torch.zeros(2, 1, 8, 8, dtype=torch.long), 1.0), TypeError,
                            r"floating-point tensor, got torch.int64"),

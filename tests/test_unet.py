@@ -155,3 +155,19 @@ def test_mlp_denoiser():
 def test_bad_inputs(make, call, match):
     with pytest.raises(ValueError, match=match):
         call(make())
+
+
+def test_cross_attention_maps_are_the_weights_the_unet_uses():
+    from diffusion_course.unet import cross_attention_maps, word_maps
+    model = randomized(UNet(**SMALL, context_dim=6))
+    x, ctx = torch.randn(2, 1, 8, 8), torch.randn(2, 5, 6)
+    mask = torch.tensor([[True, True, True, False, False], [True] * 5])
+    plain = model(x, 1.0, (ctx, mask))
+    with cross_attention_maps(model) as maps:
+        recorded = model(x, 1.0, (ctx, mask))
+    torch.testing.assert_close(recorded, plain, atol=1e-5, rtol=1e-4)      # the written-out attention is SDPA's
+    assert len(maps) == 4 and maps[0].shape == (2, 4, 4, 5)               # level 1: 1 down, middle, 2 up
+    torch.testing.assert_close(maps[0].sum(-1), torch.ones(2, 4, 4))
+    assert maps[0][0, ..., 3:].abs().max() == 0                           # padding is never read
+    assert all(m.record is None for m in model.modules() if hasattr(m, "record"))   # recording stops
+    assert word_maps(maps, 16).shape == (2, 5, 16, 16)
