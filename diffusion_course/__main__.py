@@ -3,6 +3,7 @@
     python -m diffusion_course train <recipe> [--key value ...]   train and write a checkpoint + card
     python -m diffusion_course recipes                            list the recipes and their defaults
     python -m diffusion_course sample ...                         (see `sample --help`)
+    python -m diffusion_course generate "a red circle" ...        text to image (see `generate --help`)
     python -m diffusion_course bench                              speed and memory table
 
 A recipe is a module in diffusion_course/recipes/ with a `run(out, device, **settings)
@@ -184,8 +185,9 @@ def main(argv=None):
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing checkpoint of the same recipe at --out (e.g. re-make a shipped one)")
     sub.add_parser("recipes", help="list the recipes and their default settings")
-    from . import bench, cli_sample
+    from . import bench, cli_generate, cli_sample
     cli_sample.add_parser(sub)
+    cli_generate.add_parser(sub)
     bench.add_parser(sub)
     try:
         args, rest = parser.parse_known_args(argv)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from .checks import check_finite, weights_of
 from .noise import schedule
+from .runtime import progress
 from .sampling import SAMPLERS, check_eps, guided_eps, step
 
 
@@ -169,7 +170,7 @@ class TextToImage:
         rule = SAMPLERS[sampler]
         out = Generation(images=None, latents=None, prompts=prompts)
         eps_prev = None
-        for i in range(len(sigmas) - 1):                                                 # the denoising loop
+        for i in progress(range(len(sigmas) - 1), desc="denoising", leave=False):         # the denoising loop
             sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
             eps = guided_eps(self.unet, x, sigma, cond, guidance_scale, null)            # (B, 4, 8, 8)
             check_eps(eps, i, len(sigmas) - 1, sigma, guidance_scale)

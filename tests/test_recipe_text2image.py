@@ -2,6 +2,7 @@
 into the pipeline by name."""
 import json
 
+import pytest
 import torch
 
 from diffusion_course import shapes
@@ -35,3 +36,24 @@ def test_a_tiny_run_trains_evaluates_and_loads(tmp_path, monkeypatch):
     assert pipe("a red shape", num_inference_steps=2).shape == (1, 3, 64, 64)
     again, _ = text2image.run(out=str(tmp_path / "t2i"), device="cpu", **dict(settings, steps=4))   # continues
     assert not torch.equal(next(again.parameters()), next(model.parameters()))
+
+
+def test_generate_command_writes_the_grid_it_reports(tmp_path, capsys):
+    from diffusion_course.__main__ import main
+    torch.manual_seed(0)
+    tok = Tokenizer(shapes.vocabulary(partial=True))
+    clip = CLIP(tok.config["vocab"], embed_dim=8, text_dim=8, text_depth=1, heads=2, width=8, image_dim=8)
+    save_checkpoint(tmp_path / "clip", clip)
+    save_checkpoint(tmp_path / "vae", VAE(width=8, enc_blocks=1, dec_blocks=1))
+    unet = text2image.make_unet(8, channels=8)
+    save_checkpoint(tmp_path / "t2i", unet, {"settings": {"text_encoder": str(tmp_path / "clip"),
+                                                           "vae": str(tmp_path / "vae")}})
+    main(["generate", "a red circle left of a blue square", "--negative", "something green", "--steps", "2",
+          "--n", "2", "--checkpoint", str(tmp_path / "t2i"), "--out", str(tmp_path / "grid")])
+    assert f"wrote {tmp_path / 'grid.png'}: 2 pictures" in capsys.readouterr().out
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "a red circel", "--steps", "2", "--checkpoint", str(tmp_path / "t2i"), "--out",
+              str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "unknown word 'circel'" in err and "did you mean 'circle'" in err
