@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .checks import check_finite, weights_of
+from .checks import check_finite, to_model, weights_of
 from .noise import schedule
 from .runtime import progress
 from .sampling import SAMPLERS, check_eps, guided_eps, step
@@ -106,7 +106,7 @@ class TextToImage:
     @torch.no_grad()
     def decode(self, latents):
         """Latents (B, 4, 8, 8) -> pictures (B, 3, 64, 64) in [0, 1]."""
-        return ((self.vae.decode(latents.to(self.device)).float().clamp(-1, 1) + 1) / 2).cpu()
+        return ((self.vae.decode(to_model(self.vae, latents)).float().clamp(-1, 1) + 1) / 2).cpu()
 
     @torch.no_grad()
     def __call__(self, prompt, negative_prompt=None, num_inference_steps=30, guidance_scale=4.0, sampler="ddim",
@@ -155,7 +155,7 @@ class TextToImage:
         noise = torch.randn(shape, generator=generator, device=device)
         z0 = m = None
         if image is not None:
-            z0 = self.vae.encode(_image(image, b, device) * 2 - 1).float()               # (B, 4, 8, 8)
+            z0 = self.vae.encode(to_model(self.vae, _image(image, b, device) * 2 - 1)).float()   # (B, 4, 8, 8)
             if not (isinstance(strength, (int, float)) and 0 < strength <= 1):
                 raise ValueError(f"strength must be in (0, 1] (1: ignore the image, near 0: keep it), got {strength!r}")
             start = steps - max(1, round(strength * steps))

@@ -54,6 +54,7 @@ def guided_eps(model, x, sigma, cond=None, cfg_scale=1.0, null_cond=None):
     """
     device, dtype = weights_of(model)
     x_in = x.to(device=device, dtype=dtype)
+    cond, null_cond = _like_model(cond, device, dtype), _like_model(null_cond, device, dtype)
     if cond is None or cfg_scale == 1.0:
         eps = model(x_in, sigma, cond) if cond is not None else model(x_in, sigma)
         return eps.to(x.dtype)
@@ -185,6 +186,15 @@ def cond_len(cond):
 def cat_cond(a, b):
     """Two conditions stacked into one batch (the conditional and the unconditional half)."""
     return tuple(torch.cat([x, y]) for x, y in zip(a, b)) if isinstance(a, tuple) else torch.cat([a, b])
+
+
+def _like_model(cond, device, dtype):
+    """A condition on the model's device; its float parts (text tokens) in the model's dtype."""
+    if cond is None:
+        return None
+    if isinstance(cond, tuple):
+        return tuple(_like_model(c, device, dtype) for c in cond)
+    return cond.to(device=device, dtype=dtype) if cond.is_floating_point() else cond.to(device)
 
 
 def to_device(cond, device):

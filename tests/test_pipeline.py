@@ -146,3 +146,16 @@ def test_bad_calls_get_clear_errors(pipe, kwargs, error, message):
 def test_parts_that_do_not_fit_are_refused(pipe):
     with pytest.raises(ValueError, match="reads text vectors of width 8, the text encoder writes 16"):
         TextToImage(pipe.unet, TextEncoder(dim=16, depth=1, heads=2), pipe.vae)
+
+
+def test_the_pipeline_works_in_the_models_own_dtype(pipe):
+    """A bf16 U-Net and VAE (as on a GPU to save memory): the sampler's arithmetic stays float32."""
+    import copy
+    half = TextToImage(copy.deepcopy(pipe.unet).bfloat16(), pipe.text_encoder, copy.deepcopy(pipe.vae).bfloat16())
+    image = (shapes.make_scenes(1, seed=4).images + 1) / 2
+    out = half(PROMPTS[:1], num_inference_steps=3, guidance_scale=3.0, generator=gen(), image=image, strength=0.5,
+               return_steps=True)
+    ref = pipe(PROMPTS[:1], num_inference_steps=3, guidance_scale=3.0, generator=gen(), image=image, strength=0.5,
+               return_steps=True)
+    assert out.latents.dtype == torch.float32 and torch.isfinite(out.images).all()
+    assert (out.images - ref.images).abs().mean() < 0.05
