@@ -5,12 +5,18 @@ import pytest
 import torch
 
 from diffusion_course.__main__ import RECIPES
-from diffusion_course.checkpoint import load_model, read_card
+from diffusion_course.checkpoint import list_checkpoints, load_model, read_card
+
+
+NOT_SHIPPED_YET = {"text2image": "chapter 7's t2i_shapes is trained after the VAE and CLIP it reads (issue 20)"}
 
 
 @pytest.mark.parametrize("recipe_name", list(RECIPES))
 def test_card_records_the_recipe_defaults_and_how_it_was_made(recipe_name):
     recipe = importlib.import_module(RECIPES[recipe_name])
+    if recipe_name in NOT_SHIPPED_YET:
+        assert recipe.NAME not in list_checkpoints(), "shipped now: remove it from NOT_SHIPPED_YET"
+        pytest.skip(NOT_SHIPPED_YET[recipe_name])
     card = read_card(recipe.NAME)
     assert card["recipe"] == recipe_name
     assert card["command"].startswith(f"python -m diffusion_course train {recipe_name}")
