@@ -27,7 +27,7 @@ HALF = True
 
 def run(out, device, steps=3000, batch_size=64, lr=1e-3, weight_decay=0.05, warmup=100, ema_decay=0.995,
         embed_dim=64, text_dim=64, text_depth=2, heads=4, width=16, image_dim=128, p_two=0.5, seed=0,
-        eval_galleries=10, eval_n=1000, p_partial=0.0):
+        eval_galleries=10, eval_n=1000, p_partial=0.3):
     settings = training_settings(run, locals())       # saved with the state; a resume must match
     tokenizer = Tokenizer(vocabulary(partial=p_partial > 0))
 
