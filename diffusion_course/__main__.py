@@ -161,6 +161,17 @@ def whole_number(minimum):
     return parse
 
 
+def png_path(out):
+    """The path a PNG will really be written to ("grid" -> grid.png), checked before any work is done."""
+    from pathlib import Path
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        out = out.with_name(out.name + ".png")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"the folder {out.parent} for --out does not exist: create it or choose another path")
+    return out
+
+
 def finite_float(minimum):
     """An argparse type: a finite number >= minimum."""
     def parse(text):

@@ -3,8 +3,6 @@
     python -m diffusion_course generate "a red circle to the left of a blue square" --negative "something green" \\
         --steps 30 --cfg 4 --seed 0 --n 4 --out grid.png
 """
-from pathlib import Path
-
 from .sampling import SAMPLERS
 
 
@@ -15,11 +13,8 @@ def generate_grid(prompt, negative=None, steps=30, cfg=4.0, seed=0, n=4, out="ge
 
     from .pipeline import TextToImage
     from .runtime import get_device
-    out = Path(out)
-    if out.suffix.lower() != ".png":
-        out = out.with_name(out.name + ".png")                  # what is written is what is reported
-    if not out.parent.is_dir():                                  # checked before the work, not after
-        raise FileNotFoundError(f"the folder {out.parent} for --out does not exist: create it or choose another path")
+    from .__main__ import png_path
+    out = png_path(out)                                          # what is written is what is reported
     device = get_device(device)
     pipe = TextToImage.from_pretrained(checkpoint, device=device)
     gen = torch.Generator(device=device).manual_seed(seed)

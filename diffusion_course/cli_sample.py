@@ -3,8 +3,6 @@
     python -m diffusion_course sample --checkpoint mnist_unet --sampler accelerated --steps 10 \\
         --cfg 3 --labels 0,1,2,3,4,5,6,7,8,9 --seed 0 --out digits.png
 """
-from pathlib import Path
-
 import torch
 
 from .checkpoint import load_model, read_card
@@ -37,11 +35,8 @@ def sample_grid(checkpoint="mnist_unet", sampler="ddim", steps=50, cfg_scale=1.0
         raise ValueError(f"--cfg must be a finite number >= 0 (1 = no guidance), got {cfg_scale}")
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"--n must be a positive integer, got {n!r}")
-    out = Path(out)
-    if out.suffix.lower() != ".png":
-        out = out.with_name(out.name + ".png")                  # what is written is what is reported
-    if not out.parent.is_dir():                                  # checked before the work, not after
-        raise FileNotFoundError(f"the folder {out.parent} for --out does not exist: create it or choose another path")
+    from .__main__ import png_path
+    out = png_path(out)                                          # what is written is what is reported
     device = get_device(device)
     card = read_card(checkpoint)
     if not str(card.get("model", "")).endswith(".UNet"):
