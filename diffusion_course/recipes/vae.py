@@ -8,15 +8,26 @@ measured on 2,000 scenes and stored in the model's config (so in the card).
 
     python -m diffusion_course train vae
 
+Length and loss, as measured with `judge_roundtrip` (share of held-out single objects whose
+shape the judge still reads after the round trip, n = 600, 2-core CPU, during training):
+the earlier shipped settings (3,000 steps of 16 scenes, plain L1) kept 90% at 36 dB (80% of
+small objects); plain L1 with 32 scenes a step: 53%, 87%, 90% after 500, 1,000, 1,500 steps;
+edge_weight 10: 68%, 93%, 92%, 91%, 91% after 500 to 3,500 steps while PSNR rose from 33 to
+42 dB; 8 latent channels (edge_weight 10): 69%, 73% after 500, 1,000; KL weight 0.001: 68%,
+92% after 500, 1,000. The misses left are small plus signs painted as diamonds, mostly
+orange and yellow ones: the judge reads blurred real ones as plus signs, so the notches are
+really filled in. Hence 5,000 steps of 32 scenes with edge_weight 10.
+
 Metrics, on scenes never seen in training (seeded, drawn on the CPU, so any machine can
 redraw them): PSNR and SSIM of the reconstructions (mean over scenes, and the 5% worst),
 also on scenes that all hold a held-out color+shape pair; KL in bits per latent value; the
 mean and std of the scaled latents (should be about 0 and 1); the PSNR with the fp16-rounded
 weights that the checkpoint stores; and whether shapes survive the round trip, read by the
-attribute judge before and after (`judge_roundtrip`). Then the chapter's trade-off experiments, with shorter
-runs of `sweep_steps` steps each (0 skips them): PSNR against the downsampling
-factor (4, 8, 16) and against the KL weight, with the KL bits, the encoder's noise relative
-to the latent's spread, and the PSNR when the latent is nudged by noise.
+attribute judge before and after (`judge_roundtrip`). Then the chapter's trade-off
+experiments, with shorter runs of `sweep_steps` steps each (0 skips them): PSNR and shapes
+kept against the downsampling factor (4, 8, 16), against the KL weight, and without the
+outline weighting, with the KL bits, the encoder's noise relative to the latent's spread,
+and the PSNR when the latent is nudged by noise.
 """
 import math
 
@@ -165,9 +176,9 @@ def sweep(device, steps=2000, width=16, batch_size=64, runs=SWEEP, n_eval=500, s
     return results
 
 
-def run(out, device, steps=3000, batch_size=16, lr=1e-3, factor=8, latent_channels=4, width=16, enc_blocks=1,
+def run(out, device, steps=5000, batch_size=32, lr=1e-3, factor=8, latent_channels=4, width=16, enc_blocks=1,
         dec_blocks=2, kl_weight=1e-2, recon="l1", ema_decay=0.999, seed=0, eval_n=2000, scale_n=2000,
-        sweep_steps=800, sweep_width=16, sweep_batch_size=16, edge_weight=0.0):
+        sweep_steps=800, sweep_width=16, sweep_batch_size=16, edge_weight=10.0):
     settings = training_settings(run, locals())       # saved with the state; a resume must match
     vae, result = train_vae(device, steps, batch_size, lr, factor, latent_channels, width, enc_blocks, dec_blocks,
                             kl_weight, recon, ema_decay, seed, state_path=out, scale_n=scale_n,
