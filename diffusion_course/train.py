@@ -28,7 +28,6 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -162,9 +161,8 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
                                 "seconds": seconds_before + time.perf_counter() - t0})
 
     def saved_note():
-        if state_path and Path(f"{state_path}.state.safetensors").is_file():
-            return f"; the last saved state (step {load_state(state_path)['step']}) is in {state_path}"
-        return ""
+        last = load_state(state_path) if state_path else None
+        return f"; the last saved state (step {last['step']}) is in {state_path}" if last else ""
 
     stepped = {"done": False}                     # set by the optimizer itself, right after its update
     hook = opt.register_step_post_hook(lambda *_: stepped.update(done=True))
