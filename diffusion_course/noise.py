@@ -5,7 +5,8 @@ The whole course writes a noisy image as
     x_sigma = x0 + sigma * eps          eps ~ N(0, I), sigma >= 0                  (1)
 
 `sigma` is the standard deviation of the added noise, in the units of the data (MNIST
-pixels live in [-1, 1], so sigma = 1 is as much noise as signal). The DDPM paper writes
+pixels live in [-1, 1]; for data of standard deviation 1, such as scaled latents, sigma = 1
+is as much noise as signal, and for MNIST, whose pixels spread less, it is more). The DDPM paper writes
 the same thing in its "alpha-bar" form, x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps,
 which is (1) divided by sqrt(1 + sigma^2); the two are linked by
 

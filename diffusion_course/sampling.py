@@ -15,7 +15,8 @@ the two knobs are the classic step rules:
     mu = 0,   gam = 1:  DDIM (Song et al.): deterministic, sigma' = sigma_next, eta = 0.
     mu = 1/2, gam = 1:  DDPM (Ho et al.): sigma' = sigma_next^2 / sigma; fresh noise each step.
     mu = 0,   gam = 2:  the accelerated sampler of Permenter & Yuan: eps_avg = 2 eps - eps_prev
-                        extrapolates the noise estimate, like momentum, and needs fewer steps.
+                        extrapolates the noise estimate (a step along where it is heading,
+                        not momentum's running average) and needs fewer steps.
 With classifier-free guidance (Ho & Salimans) the model is run on the conditional and the
 unconditional inputs in one batch, and eps = eps_uncond + cfg_scale * (eps_cond - eps_uncond).
 """

@@ -44,11 +44,11 @@ def sinusoidal_embedding(sigma, dim, scale=4.0, max_period=100.0):
     1/max_period, the recipe of the Transformer's position encoding and DDPM's timestep
     embedding: fast waves tell noise levels apart, slow waves say roughly where sigma is.
 
-    The defaults keep every wave slow enough to be smooth: the fastest turns once each time
-    sigma grows about 5x, the slowest less than a quarter turn over sigma 0.01 .. 80. DDPM's
-    own numbers (t up to 1000, max_period 10000) used on ln(sigma) would give waves that turn
-    over between sigma = 1 and 1.02; the network then fits noise to them, and its prediction
-    jitters from one noise level to the next (chapter 2 shows it).
+    The defaults keep every wave slow: the fastest turns once each time sigma grows about 5x,
+    the slowest less than a quarter turn over sigma 0.01 .. 80. DDPM's own numbers (t up to
+    1000, max_period 10000) used on ln(sigma) would give waves that turn over between sigma = 1
+    and 1.02; EDM-style models use such fast features and sample well, so this is a choice of
+    smoothness, not a requirement.
     """
     sigma = torch.as_tensor(sigma, dtype=torch.float32)
     if sigma.ndim == 0:
