@@ -53,8 +53,7 @@ def score(pred, prompts):
         object_ok &= (right | ~named).all(1)
         named_all |= named.any(1)
     out["object"] = torch.where(named_all, object_ok.float(), nan)
-    out["scene"] = shapes.matches({k: q[k] for k in ("relation",) + ATTRIBUTES},
-                                  {k: p[k] for k in ("relation",) + ATTRIBUTES}).diagonal().float()
+    out["scene"] = shapes.matches(q, p, pairwise=False).float()
     pairs_named = two & (p["color"] >= 0).all(1) & (p["shape"] >= 0).all(1)
     pair = lambda a, j: a["color"][:, j] * len(shapes.SHAPES) + a["shape"][:, j]        # noqa: E731
     same = (pair(q, 0) == pair(p, 0)) & (pair(q, 1) == pair(p, 1))

@@ -95,9 +95,4 @@ def scene_matches(pred, attrs):
     `attrs` may hold a single scene (e.g. from shapes.parse_caption) that every prediction is compared with;
     what a prompt does not name (shapes.ANY) is not checked.
     """
-    b = pred["relation"].shape[0]
-    a = {k: v.cpu().expand(b, *v.shape[1:]) for k, v in attrs.items() if k in ("relation", "color", "shape", "size")}
-    ok = pred["relation"] == a["relation"]                      # which also means: the right number of objects
-    for k in ("color", "shape", "size"):                        # absent objects (-1) and unnamed (ANY) pass
-        ok &= ((pred[k] == a[k]) | (a[k] < 0)).all(1)
-    return ok
+    return shapes.matches(pred, attrs, pairwise=False)     # the relation also says the number of objects

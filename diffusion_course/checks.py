@@ -11,6 +11,7 @@ from a convolution, and NaN or inf is refused where it enters, not found later a
 or a black picture. The higher-level calls (samplers, metrics, encoders) use `to_model`, so
 they work whatever the model's own dtype and device are.
 """
+import itertools
 import math
 
 import torch
@@ -20,9 +21,10 @@ IMAGE_LIMIT = 1.5           # pixels are in [-1, 1]; a decoder's slight overshoo
 
 def weights_of(model):
     """(device, dtype) of a model's first floating-point parameter; (cpu, float32) for a model without any."""
-    for p in list(model.parameters()) + list(model.buffers()) if isinstance(model, torch.nn.Module) else []:
-        if p.is_floating_point():
-            return p.device, p.dtype
+    if isinstance(model, torch.nn.Module):
+        for p in itertools.chain(model.parameters(), model.buffers()):      # stops at the first float one
+            if p.is_floating_point():
+                return p.device, p.dtype
     return torch.device("cpu"), torch.float32
 
 

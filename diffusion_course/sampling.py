@@ -141,7 +141,6 @@ def _steps(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond, generat
     x = x.to(device)
     if x.dtype in (torch.float16, torch.bfloat16):
         x = x.float()                                   # the sampler's own arithmetic stays in float32
-    cond, null_cond = to_device(cond, device), to_device(null_cond, device)
     eps_prev = None
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
@@ -197,11 +196,6 @@ def _like_model(cond, device, dtype):
         return tuple(_like_model(c, device, dtype) for c in cond)
     return cond.to(device=device, dtype=dtype) if cond.is_floating_point() else cond.to(device)
 
-
-def to_device(cond, device):
-    if cond is None:
-        return None
-    return tuple(c.to(device) for c in cond) if isinstance(cond, tuple) else cond.to(device)
 
 
 def generate(model, sigmas, shape=None, sampler="ddim", x=None, cond=None, cfg_scale=1.0, generator=None,

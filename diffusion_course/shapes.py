@@ -359,14 +359,18 @@ def parse_caption(text):
             "relation": relation}
 
 
-def matches(attrs, prompts):
-    """(N, P) bool: scene i fits prompt j. It has the prompt's number of objects and relation, and
-    every attribute the prompt names (ANY and absent objects are not checked). attrs: scenes or
-    predictions (sample_attributes, attributes.predict); prompts: parse_caption's output."""
-    ok = attrs["relation"].cpu()[:, None] == prompts["relation"].cpu()[None, :]
+def matches(attrs, prompts, pairwise=True):
+    """Does a scene fit a prompt? It has the prompt's number of objects and relation, and every
+    attribute the prompt names (ANY and absent objects are not checked). attrs: scenes or
+    predictions (sample_attributes, attributes.predict); prompts: parse_caption's output.
+    pairwise=True: (N, P) bool, scene i against prompt j; False: (N,), scene i against prompt i
+    (or every scene against a single prompt)."""
+    def lift(v, dim):                                  # (N, ...) -> (N, 1, ...) / (1, P, ...) when pairwise
+        return v.cpu().unsqueeze(dim) if pairwise else v.cpu()
+    ok = lift(attrs["relation"], 1) == lift(prompts["relation"], 0)
     for k in ("color", "shape", "size"):
-        a, p = attrs[k].cpu()[:, None], prompts[k].cpu()[None, :]                 # (N, 1, 2), (1, P, 2)
-        ok &= ((a == p) | (p < 0)).all(-1)
+        a, p = lift(attrs[k], 1), lift(prompts[k], 0)
+        ok = ok & ((a == p) | (p < 0)).all(-1)
     return ok
 
 
