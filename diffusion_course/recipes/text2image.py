@@ -34,13 +34,17 @@ HALF = True
 INTRO_PROMPT = "a red circle to the left of a blue square"
 
 
-def make_unet(context_dim, latent_channels=4, channels=40, num_res_blocks=1, heads=4):
-    """The latent U-Net: 8x8 -> 4x4, self- and cross-attention at both sizes."""
+def make_unet(context_dim, latent_channels=4, channels=64, num_res_blocks=1, heads=4):
+    """The latent U-Net: 8x8 -> 4x4, self- and cross-attention at both sizes (3.1M parameters by default).
+
+    A 1.2M-parameter one (channels=40) trained 8000 steps drew only blobs (shape right for 23-31% of
+    prompts, unconditional samples blobs too); a wider U-Net costs little more per step here, where
+    encoding the batch with the VAE takes 40% of the time."""
     return UNet(in_channels=latent_channels, channels=channels, channel_mults=(1, 2), num_res_blocks=num_res_blocks,
                 attention_levels=(0, 1), context_dim=context_dim, heads=heads)
 
 
-def run(out, device, steps=20000, batch_size=64, lr=5e-4, channels=40, num_res_blocks=1, p_uncond=0.1,
+def run(out, device, steps=16000, batch_size=64, lr=5e-4, channels=64, num_res_blocks=1, p_uncond=0.1,
         p_partial=0.3, p_two=0.5, sigma_kind="mixed", sigma_min=0.01, sigma_max=80.0, ema_decay=0.999, seed=0,
         text_encoder="clip_shapes", vae="vae_shapes", eval_n=200, eval_steps=30, eval_cfg_scale=4.0):
     settings = training_settings(run, locals())       # saved with the state; a resume must match
