@@ -158,9 +158,7 @@ class TextToImage:
             z0 = self.vae.encode(to_model(self.vae, _image(image, b, device) * 2 - 1)).float()   # (B, 4, 8, 8)
             if not (isinstance(strength, (int, float)) and 0 < strength <= 1):
                 raise ValueError(f"strength must be in (0, 1] (1: ignore the image, near 0: keep it), got {strength!r}")
-            start = steps - max(1, round(strength * steps))
-            sigmas = sigmas[start:]                                                      # skip the noisiest steps
-            x = sigmas[0].item() * noise if strength == 1 else z0 + sigmas[0].item() * noise
+            x, sigmas = img2img_start(z0, noise, sigmas, strength)                       # skip the noisiest steps
         else:
             if mask is not None:
                 raise ValueError("mask needs image: inpainting repaints the masked part of a given picture")
@@ -185,6 +183,22 @@ class TextToImage:
             x = m * x + (1 - m) * z0                         # and exactly the input's latent at the end
         out.latents, out.images = x.cpu(), self.decode(x)
         return out if return_steps else out.images
+
+
+def img2img_start(z0, noise, sigmas, strength):
+    """Where img2img starts (Meng et al. 2022, SDEdit): the given latent, noised part of the way.
+
+    z0: (B, 4, 8, 8) the picture's latent; noise: a standard normal draw of its shape; sigmas: the
+    full schedule (steps + 1 levels, noisiest first, ending at the smallest); strength in (0, 1]:
+    the share of the steps to run, round(strength * steps) and at least one. Returns the start
+    z0 + sigma_start * noise and the levels left to run, sigmas[start:]. Strength 1 starts from
+    pure noise, sigma_max * noise, exactly like text to image (the picture is not used).
+    """
+    steps = len(sigmas) - 1
+    start = steps - max(1, round(strength * steps))
+    sigmas = sigmas[start:]
+    x = sigmas[0].item() * noise if strength == 1 else z0 + sigmas[0].item() * noise
+    return x, sigmas
 
 
 def _positive_int(v, name):

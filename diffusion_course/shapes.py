@@ -232,6 +232,25 @@ def render(attrs, size=IMAGE_SIZE):
     return img
 
 
+def object_masks(attrs, size=IMAGE_SIZE):
+    """Where each object is: (B, 2, size, size) in [0, 1], the renderer's own soft mask of object 0
+    and object 1 (all zeros where a scene has no second object). The truth that generated pictures
+    and cross-attention maps are compared with."""
+    masks = []
+    for j in range(2):
+        one = {k: attrs[k][:, j:j + 1] for k in ("color", "shape", "size", "x", "y")}
+        present = one["color"][:, 0] >= 0
+        one["color"] = torch.where(present[:, None], one["color"], torch.zeros_like(one["color"]))
+        one["shape"] = torch.where(present[:, None], one["shape"], torch.zeros_like(one["shape"]))
+        one["size"] = torch.where(present[:, None], one["size"], torch.zeros_like(one["size"]))
+        one["x"], one["y"] = one["x"].nan_to_num(-100.0), one["y"].nan_to_num(-100.0)   # off the canvas
+        img = render(one, size)                                                          # (B, 3, H, W)
+        bg = torch.tensor(BACKGROUND, device=img.device).view(1, 3, 1, 1) * 2 - 1
+        alpha = ((img - bg).abs().amax(1) / (RGB.to(img.device) * 2 - 1 - bg.view(1, 3)).abs().amax(1)
+                 [one["color"][:, 0]].view(-1, 1, 1)).clamp(0, 1)                        # (B, H, W)
+        masks.append(alpha * present.view(-1, 1, 1))
+    return torch.stack(masks, 1)
+
 def words(color, shape, size):
     """The plain names of one object's ids: (2, 0, 1) -> ('yellow', 'circle', 'large')."""
     return COLORS[int(color)], SHAPES[int(shape)], SIZES[int(size)]

@@ -17,11 +17,19 @@ from diffusion_course.exercises import describe
 
 def _agrees(fn, reference, args, atol):
     try:
-        got, want = torch.as_tensor(fn(*args)), torch.as_tensor(reference(*args))
-        return (got.shape == want.shape and got.dtype == want.dtype
-                and torch.allclose(got.double(), want.double(), atol=atol))
+        got, want = fn(*args), reference(*args)
+        if isinstance(want, tuple):             # several results: each must agree
+            return isinstance(got, tuple) and len(got) == len(want) and \
+                all(_same(g, w, atol) for g, w in zip(got, want))
+        return _same(got, want, atol)
     except RuntimeError:                        # it crashed
         return False
+
+
+def _same(got, want, atol):
+    got, want = torch.as_tensor(got), torch.as_tensor(want)
+    return (got.shape == want.shape and got.dtype == want.dtype
+            and torch.allclose(got.double(), want.double(), atol=atol))
 
 
 class ExerciseContract:

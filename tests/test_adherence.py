@@ -74,3 +74,56 @@ def test_adherence_of_a_perfect_painter(judge):
     report = adherence(painter, prompts, judge, seed=1, guidance_scale=4.0)
     assert report["scores"]["object"]["rate"] > 0.97 and report["n_prompts"] == 200
     assert report["guidance_scale"] == 4.0 and report["seed"] == 1
+
+
+def test_object_word_positions_find_each_objects_words():
+    from diffusion_course.adherence import object_word_positions
+    from diffusion_course.text import Tokenizer
+    tok = Tokenizer(shapes.vocabulary(partial=True))
+    attrs = {"color": torch.tensor([[0, 0], [5, 2]]), "shape": torch.tensor([[0, 1], [1, 1]])}
+    prompts = ["a small red circle left of a large red square",     # the same color twice
+               "a large blue square above a small yellow square"]   # the same shape twice
+    pos = object_word_positions(tok, prompts, attrs)
+    assert pos["color"].tolist() == [[2, 8], [2, 7]] and pos["shape"].tolist() == [[3, 9], [3, 8]]
+
+
+class _Looks(torch.nn.Module):
+    """Stands in for a U-Net's cross-attention: every position attends to one fixed token."""
+
+    def __init__(self, token_map):
+        super().__init__()
+        self.token_map, self.w = token_map, torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, sigma, cond):
+        return x
+
+
+def test_attention_in_objects_reads_attention_inside_the_true_masks(monkeypatch):
+    """With attention maps that are exactly the object masks (each word looks only at its object), the
+    share is 1; with uniform maps it is chance, the masks' share of the picture."""
+    from diffusion_course import adherence as ad
+    from diffusion_course import unet as unet_mod
+    from diffusion_course.text import Tokenizer
+    from diffusion_course.vae import VAE
+
+    class Pipe:
+        tokenizer = Tokenizer(shapes.vocabulary(partial=True))
+        unet, vae, device = _Looks(None), VAE(width=8, enc_blocks=1, dec_blocks=1), torch.device("cpu")
+
+        def encode_prompt(self, prompts):
+            return None
+
+    n = 6
+    attrs = shapes.sample_attributes(n, split="train", p_two=1.0, generator=torch.Generator().manual_seed(0))
+    masks = (shapes.object_masks(attrs) > 0.5).float()
+    pos = ad.object_word_positions(Pipe.tokenizer, shapes.captions(attrs), attrs)
+    perfect = torch.zeros(n, Pipe.tokenizer.max_len, 64, 64)
+    for kind in ("color", "shape"):
+        for j in range(2):
+            perfect[torch.arange(n), pos[kind][:, j]] = masks[:, j]
+    for maps, want in ((perfect, 1.0), (torch.ones(n, Pipe.tokenizer.max_len, 64, 64), None)):
+        monkeypatch.setattr(unet_mod, "word_maps", lambda recorded, size, m=maps: m)
+        got = ad.attention_in_objects(Pipe(), n=n, sigmas=(1.0,), seed=0)[1.0]
+        want = got["chance"] if want is None else want
+        assert abs(got["color"] - want) < 2e-3 and abs(got["shape"] - want) < 2e-3, got
+    assert abs(got["chance"] - masks.mean().item()) < 1e-3

@@ -207,3 +207,18 @@ def test_parse_caption_inverts_captions():
         S.parse_caption("a red circle left of a box above a disc")
     with pytest.raises(ValueError, match="no object"):
         S.parse_caption("there is")
+
+
+def test_object_masks_are_where_the_renderer_paints_each_object():
+    attrs = S.sample_attributes(64, p_two=0.5, seed=3)
+    masks = S.object_masks(attrs)                                     # (B, 2, 64, 64)
+    bg = torch.tensor(S.BACKGROUND).view(1, 3, 1, 1) * 2 - 1
+    paint = S.RGB * 2 - 1 - bg.view(1, 3)                             # (colors, 3)
+    rebuilt = bg.expand(64, 3, 64, 64).clone()
+    for j in range(2):
+        c = attrs["color"][:, j].clamp(min=0)
+        rebuilt += masks[:, j, None] * paint[c].view(-1, 3, 1, 1)
+    torch.testing.assert_close(rebuilt, S.render(attrs), atol=1e-5, rtol=0)
+    one = attrs["n_objects"] == 1
+    assert masks[one, 1].abs().sum() == 0 and (masks[:, 0].amax((1, 2)) == 1).all()
+    assert ((masks[:, 0] > 0) & (masks[:, 1] > 0)).sum() == 0             # objects never overlap
