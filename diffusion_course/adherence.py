@@ -151,12 +151,14 @@ def attention_in_objects(pipe, n=100, sigmas=(4.0, 1.0, 0.25), seed=0, split="tr
     for sigma in sigmas:
         with cross_attention_maps(pipe.unet) as maps:
             pipe.unet(z0 + sigma * noise, sigma, cond)
-        wm = word_maps(maps, 64).float()                                   # (B, T, 64, 64)
+        words = torch.cat([pos["color"], pos["shape"]], 1).to(pipe.device)            # (B, 4) positions
+        picked = [m.gather(3, words[:, None, None, :].expand(-1, *m.shape[1:3], -1)) for m in maps]
+        wm = word_maps(picked, 64).float()                                 # (B, 4, 64, 64) only these words
         res = {}
-        for kind in ("color", "shape"):
+        for k, kind in enumerate(("color", "shape")):
             share = []
             for j in range(2):
-                m = wm[rows, pos[kind][:, j]]                               # (B, 64, 64)
+                m = wm[rows, 2 * k + j]                                     # (B, 64, 64)
                 share.append((m * masks[:, j]).sum((1, 2)) / m.sum((1, 2)))
             res[kind] = round(torch.cat(share).mean().item(), 3)
         res["chance"] = round(masks.mean((2, 3)).mean().item(), 3)

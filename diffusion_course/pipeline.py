@@ -63,14 +63,18 @@ class TextToImage:
 
     @classmethod
     def from_pretrained(cls, name="t2i_shapes", device=None):
-        """Load a text-to-image checkpoint and the text encoder and VAE its card names."""
-        from .checkpoint import load_model, read_card
+        """Load a text-to-image checkpoint and the text encoder and VAE its card names (a U-Net trained
+        with its text encoder, by recipe text2image_joint, has that encoder beside it: `<name>_text`)."""
+        from .checkpoint import load_model, read_card, resolve
         card = read_card(name)
         settings = card.get("settings", {})
         unet = load_model(name, device=device)
-        clip = load_model(settings.get("text_encoder", "clip_shapes"), device=device)
+        if card.get("recipe") == "text2image_joint":
+            text = load_model(str(resolve(name).with_suffix("")) + "_text", device=device)
+        else:
+            text = load_model(settings.get("text_encoder", "clip_shapes"), device=device).text
         vae = load_model(settings.get("vae", "vae_shapes"), device=device)
-        return cls(unet, clip.text, vae, settings.get("sigma_min", 0.01), settings.get("sigma_max", 80.0))
+        return cls(unet, text, vae, settings.get("sigma_min", 0.01), settings.get("sigma_max", 80.0))
 
     @property
     def device(self):

@@ -1,4 +1,5 @@
 """Adherence scores: hand-checked verdicts, real scenes score as the judge does, mismatched captions low."""
+import contextlib
 import math
 
 import pytest
@@ -122,7 +123,10 @@ def test_attention_in_objects_reads_attention_inside_the_true_masks(monkeypatch)
         for j in range(2):
             perfect[torch.arange(n), pos[kind][:, j]] = masks[:, j]
     for maps, want in ((perfect, 1.0), (torch.ones(n, Pipe.tokenizer.max_len, 64, 64), None)):
-        monkeypatch.setattr(unet_mod, "word_maps", lambda recorded, size, m=maps: m)
+        @contextlib.contextmanager
+        def recorded(unet, m=maps):                    # as if the U-Net's one layer recorded these maps
+            yield [m.permute(0, 2, 3, 1)]              # (B, H, W, T)
+        monkeypatch.setattr(unet_mod, "cross_attention_maps", recorded)
         got = ad.attention_in_objects(Pipe(), n=n, sigmas=(1.0,), seed=0)[1.0]
         want = got["chance"] if want is None else want
         assert abs(got["color"] - want) < 2e-3 and abs(got["shape"] - want) < 2e-3, got

@@ -57,3 +57,26 @@ def test_generate_command_writes_the_grid_it_reports(tmp_path, capsys):
               str(tmp_path / "x.png")])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "unknown word 'circel'" in err and "did you mean 'circle'" in err
+
+
+def test_the_joint_recipe_trains_the_text_encoder_too_and_loads_both(tmp_path):
+    """text2image_joint: the text encoder learns (its weights move from CLIP's), is saved beside the
+    U-Net, and from_pretrained reads the pair; the frozen recipe leaves CLIP's text tower as it was."""
+    from diffusion_course.__main__ import main
+    from diffusion_course.checkpoint import load_model
+    torch.manual_seed(0)
+    tok = Tokenizer(shapes.vocabulary(partial=True))
+    save_checkpoint(tmp_path / "clip", CLIP(tok.config["vocab"], embed_dim=8, text_dim=8, text_depth=1, heads=2,
+                                             width=8, image_dim=8))
+    save_checkpoint(tmp_path / "vae", VAE(width=8, enc_blocks=1, dec_blocks=1))
+    args = ["--steps", "3", "--batch_size", "4", "--channels", "8", "--text_encoder", str(tmp_path / "clip"),
+            "--vae", str(tmp_path / "vae"), "--eval_n", "0"]
+    main(["train", "text2image_joint", "--out", str(tmp_path / "joint")] + args)
+    main(["train", "text2image", "--out", str(tmp_path / "frozen")] + args)
+    start = load_model(str(tmp_path / "clip")).text
+    joint, frozen = (TextToImage.from_pretrained(str(tmp_path / n)) for n in ("joint", "frozen"))
+    moved = lambda pipe: any(not torch.equal(a, b) for a, b in                               # noqa: E731
+                             zip(pipe.text_encoder.state_dict().values(), start.state_dict().values()))
+    assert moved(joint) and not moved(frozen)
+    assert json.loads((tmp_path / "joint.json").read_text())["recipe"] == "text2image_joint"
+    assert joint("a red shape", num_inference_steps=2).shape == (1, 3, 64, 64)

@@ -19,6 +19,7 @@ accuracy on real scenes; and the time to make 4 pictures of the intro's prompt.
 import time
 
 import torch
+import torch.nn as nn
 
 from ..adherence import adherence, judge_accuracy, prompts_for
 from ..checkpoint import load_model
@@ -48,16 +49,36 @@ def run(out, device, steps=16000, batch_size=64, lr=5e-4, channels=64, num_res_b
         p_partial=0.3, p_two=0.5, sigma_kind="mixed", sigma_min=0.01, sigma_max=80.0, ema_decay=0.999, seed=0,
         text_encoder="clip_shapes", vae="vae_shapes", eval_n=200, eval_steps=30, eval_cfg_scale=4.0):
     settings = training_settings(run, locals())       # saved with the state; a resume must match
-    text = load_model(text_encoder, device=device).text.requires_grad_(False)      # frozen, as in SD
-    painter = load_model(vae, device=device).requires_grad_(False)
-    torch.manual_seed(seed)                                                        # the initial weights
-    unet = make_unet(text.dim, painter.latent_channels, channels, num_res_blocks).to(device)
+    unet, metrics, _ = fit(out, device, settings, steps, eval_n, eval_steps, eval_cfg_scale)
+    return unet, metrics
+
+
+class Joint(nn.Module):
+    """The U-Net and the text encoder as one model, for training both together (recipe text2image_joint)."""
+
+    def __init__(self, unet, text):
+        super().__init__()
+        self.unet, self.text = unet, text
+        self.config = {"unet": unet.config, "text": text.config}
+
+
+def fit(out, device, s, steps, eval_n, eval_steps, eval_cfg_scale, joint=False):
+    """Train the latent U-Net with settings `s` (a recipe's run arguments); joint=True also trains the
+    text encoder (started from the shipped CLIP's text tower). Returns (EMA U-Net, metrics, EMA text encoder)."""
+    text = load_model(s["text_encoder"], device=device).text.requires_grad_(joint)   # frozen, as in SD
+    painter = load_model(s["vae"], device=device).requires_grad_(False)
+    torch.manual_seed(s["seed"])                                                   # the initial weights
+    unet = make_unet(text.dim, painter.latent_channels, s["channels"], s["num_res_blocks"]).to(device)
+    batch_size, p_uncond = s["batch_size"], s["p_uncond"]
 
     @torch.no_grad()
     def get_batch(gen):
-        scenes = make_scenes(batch_size, split="train", p_two=p_two, generator=gen, device=device,
-                             p_partial=p_partial)
+        scenes = make_scenes(batch_size, split="train", p_two=s["p_two"], generator=gen, device=device,
+                             p_partial=s["p_partial"])
         z0 = painter.encode(scenes.images)                                         # (B, 4, 8, 8), unit variance
+        if joint:                                      # the words are read in loss_fn, where gradients flow
+            drop = torch.rand(batch_size, generator=gen, device=device) < p_uncond
+            return z0, scenes.captions, drop
         context, _, mask = text.encode(scenes.captions, device=device)             # (B, T, D), (B, T)
         drop = torch.rand(batch_size, generator=gen, device=device) < p_uncond     # caption dropout
         null_context, null_mask = unet.null_cond((context, mask))
@@ -66,20 +87,31 @@ def run(out, device, steps=16000, batch_size=64, lr=5e-4, channels=64, num_res_b
         return z0, context, mask
 
     def loss_fn(model, batch, gen):
-        z0, context, mask = batch
-        sigma = training_sigmas(len(z0), sigma_min, sigma_max, sigma_kind, generator=gen, device=device)   # (B,)
+        if joint:
+            z0, captions, drop = batch
+            context, _, mask = model.text.encode(captions, device=device)         # (B, T, D), (B, T)
+            null_context, null_mask = model.unet.null_cond((context, mask))
+            context = torch.where(drop[:, None, None], null_context, context)
+            mask = torch.where(drop[:, None], null_mask, mask)
+            model = model.unet
+        else:
+            z0, context, mask = batch
+        sigma = training_sigmas(len(z0), s["sigma_min"], s["sigma_max"], s["sigma_kind"], generator=gen,
+                                device=device)                                     # (B,)
         eps = torch.randn(z0.shape, generator=gen, device=device)
         return v_loss(model(add_noise(z0, sigma, eps), sigma, (context, mask)), eps, sigma)
 
-    result = train(unet, loss_fn, get_batch, steps=steps, lr=lr, ema_decay=ema_decay, seed=seed, device=device,
-                   state_path=out, settings=settings, desc="text2image U-Net")
+    model = Joint(unet, text) if joint else unet
+    result = train(model, loss_fn, get_batch, steps=steps, lr=s["lr"], ema_decay=s["ema_decay"], seed=s["seed"],
+                   device=device, state_path=out, settings=s, desc="text2image U-Net" + (" + text" if joint else ""))
     ema = result.ema.eval()
+    ema_unet, ema_text = (ema.unet, ema.text) if joint else (ema, text)
     metrics = {"final_loss": round(sum(result.losses[-200:]) / len(result.losses[-200:]), 4),
                "train_seconds": round(result.seconds, 1), "resumed_from_step": result.resumed_from}
     if eval_n > 0:
-        pipe = TextToImage(ema, text, painter, sigma_min, sigma_max)
+        pipe = TextToImage(ema_unet, ema_text, painter, s["sigma_min"], s["sigma_max"])
         metrics.update(evaluate(pipe, eval_n, eval_steps, eval_cfg_scale))
-    return ema.cpu(), metrics
+    return ema_unet.cpu(), metrics, ema_text.cpu()
 
 
 @torch.no_grad()
