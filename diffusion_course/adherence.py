@@ -15,6 +15,7 @@ capped by the judge's own accuracy, which `judge_accuracy` measures on real scen
 import math
 
 import torch
+import torch.nn.functional as F
 
 from . import shapes
 from .attributes import predict
@@ -178,3 +179,44 @@ def object_word_positions(tokenizer, prompts, attrs):
         last = ids.shape[1] - 1 - (ids == want[:, 1:]).flip(1).float().argmax(1)   # object 1: the last
         pos[kind] = torch.stack([first, last], 1)                          # (B, 2)
     return pos
+
+
+@torch.no_grad()
+def attribute_features(judge, images, batch_size=500):
+    """The judge's last hidden layer (B, dim) for pictures (B, 3, 64, 64) in [-1, 1]: the feature space
+    of FD here (FID uses an ImageNet classifier's; ours knows the shapes world)."""
+    from .checks import to_model
+    was_training = judge.training
+    judge.eval()
+    out = torch.cat([F.silu(judge.body(to_model(judge, images[i:i + batch_size]))).float().cpu()
+                     for i in range(0, len(images), batch_size)])
+    judge.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def realism(pipe, judge, clip, n=200, seed=0, split="heldout", p_two=0.5, batch_size=100, **call):
+    """FD and CLIP score of pictures made for n prompts, each beside what real scenes score.
+
+    The prompts are the canonical captions of n scenes drawn like make_scenes(split, p_two); the
+    real scenes are those scenes, rendered. FD (Heusel et al. 2017, in attribute_features space)
+    compares the generated set with them; its floor is the FD of n *other* real scenes of the same
+    kind against them (what a perfect generator scores at this n, since FD is biased upwards at
+    small n). The CLIP score is the mean cosine between a picture's CLIP embedding and its prompt's
+    (clip: the shipped clip.CLIP), for the generated pictures and for the real scenes.
+    Returns {"fd", "fd_floor", "clip_score", "clip_score_real", "n", "seed", **call}.
+    """
+    from .metrics import frechet_distance
+    gen_attrs = torch.Generator().manual_seed(seed)
+    attrs = shapes.sample_attributes(n, split=split, p_two=p_two, generator=gen_attrs)
+    others = shapes.sample_attributes(n, split=split, p_two=p_two, generator=gen_attrs)
+    prompts = shapes.captions(attrs)
+    g = torch.Generator(device=getattr(pipe, "device", torch.device("cpu"))).manual_seed(seed)
+    made = torch.cat([pipe(prompts[i:i + batch_size], generator=g, **call) for i in range(0, n, batch_size)]) * 2 - 1
+    real, other = shapes.render(attrs), shapes.render(others)
+    f_real = attribute_features(judge, real)
+    text = clip.embed_prompts(prompts).float().cpu()                               # (n, E) unit vectors
+    cos = lambda images: (clip.embed_images(images).float().cpu() * text).sum(1).mean().item()   # noqa: E731
+    return {"fd": round(frechet_distance(attribute_features(judge, made), f_real), 3),
+            "fd_floor": round(frechet_distance(attribute_features(judge, other), f_real), 3),
+            "clip_score": round(cos(made), 4), "clip_score_real": round(cos(real), 4), "n": n, "seed": seed, **call}

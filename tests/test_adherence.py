@@ -131,3 +131,27 @@ def test_attention_in_objects_reads_attention_inside_the_true_masks(monkeypatch)
         want = got["chance"] if want is None else want
         assert abs(got["color"] - want) < 2e-3 and abs(got["shape"] - want) < 2e-3, got
     assert abs(got["chance"] - masks.mean().item()) < 1e-3
+
+
+def test_realism_fd_sits_at_its_floor_for_real_scenes_and_clip_score_sees_the_prompt(judge):
+    """Pictures of real scenes that ignore their prompts: FD at its floor (same kind of picture), CLIP score
+    far below real scenes with their own captions; a blank canvas: FD far above the floor."""
+    from diffusion_course.adherence import realism
+
+    class Realistic:
+        device = torch.device("cpu")
+
+        def __call__(self, prompts, generator=None, **_):
+            seed = int(torch.randint(0, 10 ** 6, (1,), generator=generator))
+            return (shapes.make_scenes(len(prompts), seed=seed, split="heldout").images + 1) / 2
+
+    class Blank(Realistic):
+        def __call__(self, prompts, generator=None, **_):
+            return torch.tensor(shapes.BACKGROUND).view(1, 3, 1, 1).repeat(len(prompts), 1, 64, 64)
+
+    clip = load_model("clip_shapes")
+    real = realism(Realistic(), judge, clip, n=200, seed=0, guidance_scale=4.0)
+    assert real["fd"] < 1.3 * real["fd_floor"] and real["n"] == 200 and real["guidance_scale"] == 4.0
+    assert real["clip_score_real"] > 0.6 and real["clip_score"] < 0.3
+    blank = realism(Blank(), judge, clip, n=200, seed=0)
+    assert blank["fd"] > 10 * blank["fd_floor"] and blank["fd_floor"] == real["fd_floor"]

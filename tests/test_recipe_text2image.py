@@ -30,6 +30,7 @@ def test_a_tiny_run_trains_evaluates_and_loads(tmp_path, monkeypatch):
         assert 0 <= m["scores"]["count"]["rate"] <= 1
     assert metrics["heldout_pairs"]["scores"]["binding"]["n"] > 0
     assert metrics["judge_on_real_scenes"]["scene"]["rate"] > 0.9
+    assert metrics["realism"]["n"] == 4 and metrics["realism"]["fd_floor"] > 0
     json.dumps(metrics)                                                   # a card holds plain JSON
     save_checkpoint(tmp_path / "t2i", model, {"settings": dict(text2image.DEFAULTS, **settings)})
     pipe = TextToImage.from_pretrained(str(tmp_path / "t2i"))

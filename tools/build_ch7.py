@@ -312,7 +312,7 @@ def loss_fn(model, batch, gen):
 
 run = train(small, loss_fn, get_batch, steps=sized(300, 3000), lr=1e-3, device=device, desc="small U-Net")
 first, last = sum(run.losses[:50]) / 50, sum(run.losses[-50:]) / 50
-assert last < 0.8 * first, (first, last)                 # it learns (measured: about 0.55 of the first)
+assert last < 0.85 * first, (first, last)                # it learns (measured here: 0.74 of the first)
 print(f"loss: first 50 steps {first:.3f}, last 50 steps {last:.3f}")
 ''', ["nbval-ignore-output"])
 
@@ -488,10 +488,16 @@ code('''
 g = torch.Generator().manual_seed(4)
 attrs = shapes.sample_attributes(8, split="train", p_two=1.0, generator=g)
 sketch_prompts = shapes.captions(attrs)                                      # what each sketch should become
-blocky = F.avg_pool2d((shapes.render(attrs) + 1) / 2, 16)                    # (8, 3, 4, 4): coarse colour
-sketches = F.interpolate(blocky, scale_factor=16, mode="nearest")            # (8, 3, 64, 64) blobs of colour
+blobs = {**attrs, "shape": attrs["shape"].clamp(max=0)}                      # every object drawn as a round blob
+cover = F.avg_pool2d(shapes.object_masks(blobs), 8)                          # (8, 2, 8, 8) share of each block
+bg = torch.tensor(shapes.BACKGROUND).view(1, 3, 1, 1)
+sketch_small = bg.repeat(8, 1, 8, 8)                                         # (8, 3, 8, 8) in [0, 1]
+for j in range(2):
+    ink = shapes.RGB[attrs["color"][:, j]].view(8, 3, 1, 1) - bg
+    sketch_small = sketch_small + (cover[:, j:j + 1] > 0.2) * ink             # a block is the colour, or not
+sketches = F.interpolate(sketch_small, scale_factor=8, mode="nearest")      # (8, 3, 64, 64) blocky blobs
 print(sketch_prompts[0])
-show_images(sketches, nrow=8, size=1.2, title="the sketches (each 4 x 4 blocks of colour)")
+show_images(sketches, nrow=8, size=1.2, title="the sketches: 8 x 8 blocks of colour, no shapes")
 ''')
 
 code('''
@@ -500,7 +506,7 @@ layout_err, obey_rate, rows_img = [], [], []
 for strength in strengths:
     out = pipe(sketch_prompts, image=sketches, strength=strength, guidance_scale=4.0, generator=seeded(5),
                num_images_per_prompt=1)
-    layout_err.append((F.avg_pool2d(out, 16) - blocky).abs().mean().item())   # far from the sketch's layout?
+    layout_err.append((F.avg_pool2d(out, 8) - sketch_small).abs().mean().item())   # far from the sketch's blocks?
     obey_rate.append(obeys(out, sketch_prompts, judge)["scene"]["rate"])
     rows_img.append(out[:4])
 for s, e, o in zip(strengths, layout_err, obey_rate):
@@ -542,8 +548,9 @@ roundtrip = pipe.decode(kept)
 print(f"pixels there: mean error {(out.images - scenes)[far.expand_as(scenes)].abs().mean():.3f} "
       f"(the painter's own round trip: {(roundtrip - scenes)[far.expand_as(scenes)].abs().mean():.3f})")
 print(f"the new scene right: {obeys(out.images, new_prompts, judge)['scene']['rate']:.2f} of {len(new_prompts)}")
-show_images(torch.cat([scenes[:4], (scenes * (1 - 0.6 * box))[:4], out.images[:4]]), nrow=4, size=1.4,
-            titles=captioned(shapes.captions(attrs)[:4]) + ["mask"] + [""] * 3 + captioned(new_prompts[:4]))
+show_images(torch.cat([scenes[:4], (scenes * (1 - 0.6 * box))[:4], out.images[:4]]), nrow=4, size=2.0,
+            titles=captioned(shapes.captions(attrs)[:4], 26) + ["the mask (darker)"] + [""] * 3 +
+            captioned(new_prompts[:4], 26))
 ''', ["nbval-ignore-output"])
 
 md('''

@@ -14,14 +14,15 @@ prompt", which classifier-free guidance needs.
 Metrics (adherence.py; every entry records its n, seed, sampler, steps and guidance scale):
 what the judge reads back from pictures made for held-out single-object prompts, for
 two-object prompts (binding, relation) and for partial prompts, beside the judge's own
-accuracy on real scenes; and the time to make 4 pictures of the intro's prompt.
+accuracy on real scenes; FD (in the judge's feature space) and CLIP score against real scenes,
+each beside its floor; and the time to make 4 pictures of the intro's prompt.
 """
 import time
 
 import torch
 import torch.nn as nn
 
-from ..adherence import adherence, judge_accuracy, prompts_for
+from ..adherence import adherence, judge_accuracy, prompts_for, realism
 from ..checkpoint import load_model
 from ..noise import add_noise, training_sigmas
 from ..pipeline import TextToImage
@@ -124,6 +125,7 @@ def evaluate(pipe, n=200, steps=30, cfg_scale=4.0, seed=0):
             "partial": prompts_for(n, seed=50_002, split="train", p_two=0.3, p_partial=1.0)}
     out = {name: adherence(pipe, prompts, judge, seed=seed, **call) for name, prompts in sets.items()}
     out["judge_on_real_scenes"] = judge_accuracy(judge, n=1000, seed=40_000, split="heldout", p_two=0.5)
+    out["realism"] = realism(pipe, judge, load_model("clip_shapes", device=pipe.device), n, seed=50_003, **call)
     gen = torch.Generator(device=pipe.device).manual_seed(seed)
     pipe(INTRO_PROMPT, num_inference_steps=2, generator=gen)                          # warm-up
     t0 = time.perf_counter()
