@@ -138,11 +138,13 @@ def attention_in_objects(pipe, n=100, sigmas=(4.0, 1.0, 0.25), seed=0, split="tr
     mask (shapes.object_masks), against chance: the mask's share of the picture.
     Returns {sigma: {"color": share, "shape": share, "chance": share, "n": words averaged}}.
     """
+    from .checks import to_model
     from .unet import cross_attention_maps, word_maps
     gen = torch.Generator().manual_seed(seed)
     attrs = shapes.sample_attributes(n, split=split, p_two=1.0, generator=gen)
     prompts = shapes.captions(attrs)                                       # canonical wording
-    masks = (shapes.object_masks(attrs) > 0.5).float().to(pipe.device)     # (B, 2, 64, 64) inside or not
+    masks = (shapes.object_masks(attrs) > 0.5).float()                     # (B, 2, 64, 64) inside or not (CPU,
+                                                                           # where the maps are recorded)
     pos = object_word_positions(pipe.tokenizer, prompts, attrs)
     z0 = pipe.vae.encode(shapes.render(attrs).to(pipe.device)).float()     # (B, 4, 8, 8)
     cond = pipe.encode_prompt(prompts)
@@ -151,8 +153,8 @@ def attention_in_objects(pipe, n=100, sigmas=(4.0, 1.0, 0.25), seed=0, split="tr
     out = {}
     for sigma in sigmas:
         with cross_attention_maps(pipe.unet) as maps:
-            pipe.unet(z0 + sigma * noise, sigma, cond)
-        words = torch.cat([pos["color"], pos["shape"]], 1).to(pipe.device)            # (B, 4) positions
+            pipe.unet(to_model(pipe.unet, z0 + sigma * noise), sigma, cond)
+        words = torch.cat([pos["color"], pos["shape"]], 1)                             # (B, 4) positions
         picked = [m.gather(3, words[:, None, None, :].expand(-1, *m.shape[1:3], -1)) for m in maps]
         wm = word_maps(picked, 64).float()                                 # (B, 4, 64, 64) only these words
         res = {}
