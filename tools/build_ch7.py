@@ -106,8 +106,8 @@ show_images(images, nrow=4, size=2.2, title=prompt)
 code('''
 card = read_card("t2i_shapes")
 t = card["metrics"]["seconds_for_4_images"]
-print(f"on the machine that trained it ({card['hardware']}): 4 pictures, {t['num_inference_steps']} steps "
-      f"with guidance, in {t['seconds']} s")
+print(f"4 pictures, {t['num_inference_steps']} steps with guidance: {t['seconds']} s on the machine that trained it "
+      f"({card['hardware']})")
 ''')
 
 md('''
@@ -117,9 +117,10 @@ places; what the prompt names (colours, shapes, their order) should stay the sam
 ## 1. Opening the boxes
 
 ```
-prompt ─▶ tokenizer ─▶ text encoder ─▶ one vector per word ──┐  (read by cross-attention)
-                                                              ▼
-noise (8 x 8 x 4) ─▶ U-Net + sampler, 30 steps ─▶ clean latent ─▶ VAE decoder ─▶ 64 x 64 picture
+prompt ─▶ tokenizer ─▶ text encoder ─▶ one vector per word
+                                              │ (read by cross-attention)
+                                              ▼
+noise (8 x 8 x 4) ─▶ U-Net + sampler, 30 steps ─▶ latent ─▶ VAE decoder ─▶ picture
 ```
 
 **Step 1, the tokenizer**, turns the prompt into integers: one id per word, padded to 24
@@ -674,33 +675,32 @@ The card measures the shipped model on prompts it was never trained on: every si
 prompt holds one of the five **held-out** colour+shape pairs (a red square, a green triangle,
 a blue circle, a yellow plus, a purple diamond: each colour and each shape was seen, never
 together), and every two-object prompt holds one. The judge's own accuracy on real scenes is
-beside them: it roughly bounds what any generator can score (roughly, because the judge's
+in the last row: it roughly bounds what any generator can score (roughly, because the judge's
 mistakes on generated pictures need not be the ones it makes on real scenes).
 ''')
 
 code('''
 m = card["metrics"]
-rows_card = [("held-out single objects", m["heldout_single"], ("color", "shape", "size", "object")),
-             ("held-out pairs", m["heldout_pairs"], ("color", "shape", "binding", "relation", "scene")),
-             ("partial prompts", m["partial"], ("color", "shape", "size", "scene"))]
-for name, r, keys in rows_card:
-    cells_txt = ", ".join(f"{key} {r['scores'][key]['rate']:.2f}" for key in keys)
-    print(f"{name:>24} (n = {r['n_prompts']}, guidance {r['guidance_scale']}, {r['num_inference_steps']} "
-          f"{r['sampler']} steps): {cells_txt}")
-j = m["judge_on_real_scenes"]
-print(f"{'the judge on real scenes':>24} (n = {j['scene']['n']}): " +
-      ", ".join(f"{key} {j[key]['rate']:.2f}" for key in ("color", "shape", "binding", "relation", "scene")))
+keys = ("color", "shape", "size", "object", "binding", "relation", "scene")
+r = m["heldout_single"]
+print(f"right, as the judge reads it ({r['num_inference_steps']} {r['sampler']} steps, guidance {r['guidance_scale']})")
+print(f"{'':>18}{'n':>6}" + "".join(f"{key:>9}" for key in keys))
+for name, scores, n_ in (("held-out single", m["heldout_single"]["scores"], m["heldout_single"]["n_prompts"]),
+                         ("held-out pairs", m["heldout_pairs"]["scores"], m["heldout_pairs"]["n_prompts"]),
+                         ("partial prompts", m["partial"]["scores"], m["partial"]["n_prompts"]),
+                         ("real scenes", m["judge_on_real_scenes"], m["judge_on_real_scenes"]["scene"]["n"])):
+    print(f"{name:>18}{n_:>6}" + "".join(f"{scores[key]['rate']:>9.2f}" if key in scores and scores[key]["n"]
+                                          else f"{'-':>9}" for key in keys))
 ''')
 
 code('''
 r = m["realism"]
-print(f"FD in the judge's feature space (n = {r['n']}): {r['fd']:.0f}, floor (other real scenes) {r['fd_floor']:.0f}, "
+print(f"FD (judge's features, n = {r['n']}): {r['fd']:.0f}; floor (other real scenes) {r['fd_floor']:.0f}; "
       f"ratio {r['fd'] / r['fd_floor']:.1f}")
-print(f"CLIP score (cosine of picture and prompt): {r['clip_score']:.2f}, real scenes with their captions "
-      f"{r['clip_score_real']:.2f}")
+print(f"CLIP score (cosine of picture and prompt): {r['clip_score']:.2f}; real scenes {r['clip_score_real']:.2f}")
 clip_card = read_card(settings["text_encoder"])["metrics"]
-print(f"chapter 5's probe of the frozen text encoder: binding {clip_card['binding_accuracy']:.2f}, relation "
-      f"{clip_card['relation_accuracy']:.2f} (chance: 0.50)")
+print(f"chapter 5's probe of the text encoder: binding {clip_card['binding_accuracy']:.2f}, "
+      f"relation {clip_card['relation_accuracy']:.2f} (chance 0.50)")
 ''')
 
 md('''
