@@ -1,4 +1,10 @@
-"""Write book/07_text_to_image.ipynb from the cells below (outputs are made by tools/execute_notebooks.py)."""
+"""Write book/07_text_to_image.ipynb from the cells below (outputs are made by tools/execute_notebooks.py).
+
+    python tools/build_ch7.py                    # a fresh, unexecuted notebook: then execute it
+    python tools/build_ch7.py --markdown-only    # only the text changed: keep the executed outputs
+"""
+import sys
+
 import nbformat
 
 cells = []
@@ -374,7 +380,7 @@ plain conditional model, larger values exaggerate the difference. (This $s$ is d
 `guidance_scale`; Ho & Salimans write $1 + w$ for it.) We measure, for a range of scales:
 
 - how often the pictures obey single-object prompts (the whole object right: colour, shape
-  and size, read back by the attribute judge of chapters 5 and 6), for colour+shape pairs it
+  and size, read back by chapter 6's attribute judge), for colour+shape pairs it
   saw in training (new pairs are section 9's question);
 - how much pictures of one prompt still vary: a full prompt leaves only *where* the object
   goes free, so we measure how far apart the objects of two pictures land;
@@ -876,8 +882,18 @@ md('''
   captions, and a U-Net that does not read each word where its object is.
 ''')
 
-nb = nbformat.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-nb.metadata["language_info"] = {"name": "python"}
-nbformat.write(nb, "book/07_text_to_image.ipynb")
+PATH = "book/07_text_to_image.ipynb"
+if "--markdown-only" in sys.argv:        # text edits: keep the executed outputs, the code must be unchanged
+    nb = nbformat.read(PATH, as_version=4)
+    if [c.cell_type for c in nb.cells] != [c.cell_type for c in cells] or \
+            [c.source for c in nb.cells if c.cell_type == "code"] != [c.source for c in cells if c.cell_type == "code"]:
+        sys.exit("the code cells changed: rebuild without --markdown-only and execute the notebook")
+    for old, new in zip(nb.cells, cells):
+        if old.cell_type == "markdown":
+            old.source = new.source
+else:
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python"}
+nbformat.write(nb, PATH)
 print(len(cells), "cells")
