@@ -718,8 +718,8 @@ Reading the numbers, from easy to hard:
 - **Shape** is where single objects fail: right for about 60% of held-out prompts, while for
   colour+shape pairs the model has seen, the *whole* object was right about 80% of the time
   (section 4). A new pair is harder than a seen one, and shape is a fine detail of an 8 x 8
-  latent: the loss curve of training was still falling, and the card of a shorter run drew
-  only blobs.
+  latent, the last thing the U-Net learns: its training loss was still falling slowly when the
+  run stopped, so more training (or a larger latent) is the first thing to try.
 - **Two objects** are much harder. Each gets its colour and shape from the prompt's *bag of
   words*, and the relation is right little more often than a coin flip. **Binding**, each
   colour on its own shape, is right for about one picture in ten: exactly Stable Diffusion's
