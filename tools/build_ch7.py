@@ -202,8 +202,8 @@ print("the hand-written loop and pipe() give the same picture:", torch.equal(min
 md('''
 At every step the loop also kept its guess of the finished latent, $x_0 = x -
 \\sigma\\hat\\varepsilon$ (chapter 4). Decoded by the painter, the guesses show the picture
-forming: you can watch where the objects go appear first, at large noise, and the later
-steps sharpen their edges.
+forming: the objects' places appear first, at large noise, and the later steps sharpen their
+edges.
 (`pipe(..., return_steps=True)` returns the same guesses, decoded.)
 ''')
 
@@ -290,11 +290,12 @@ md('''
 The maps tell a mixed story: "red" is brightest on the red object early on, but "blue" is
 read all over the picture (most of all on the *red* object), and "circle" and "square" are
 hardly read anywhere. The measurement agrees: averaged over 100 scenes, layers and heads, a
-colour word puts only slightly more of its attention inside its own object than chance, and a
-shape word none at all. This U-Net does *not* learn to read each word where its object is. Every spot reads
+colour word puts barely more of its attention inside its own object than chance would (0.06
+or 0.07 against 0.05), and a shape word no more than chance. This U-Net does *not* learn to read each word where its object is. Every spot reads
 roughly the same mix of words, so the prompt arrives as a bag of words with little sense of
 which colour belongs to which shape: keep this in mind for section 9. (Stable Diffusion's
-maps are sharper, which is why prompt-to-prompt editing works there; its text encoder and
+maps are sharper, which is why editing a picture by editing its attention maps,
+*prompt-to-prompt*, works there; its text encoder and
 U-Net are a thousand times larger and trained on billions of captions.)
 ''')
 
@@ -386,7 +387,8 @@ plain conditional model, larger values exaggerate the difference. (This $s$ is d
   goes free, so we measure how far apart the objects of two pictures land;
 - how far the final latents stray from the ones the painter was trained on (spread 1): a
   likely cause of the oversaturated colours Stable Diffusion paints at high scales (Imagen's
-  *dynamic thresholding* was invented to rein it in).
+  *dynamic thresholding*, which clips the predicted picture back into range at every step, was
+  invented to rein it in {cite}`saharia2022photorealistic`).
 ''')
 
 code('''
@@ -456,12 +458,13 @@ What the sweep shows:
   obeys only about half the time.
 - From **scale 2 to 8** the model obeys most prompts; the gains flatten, the differences
   between 2, 4 and 8 are within the error bars. The pipeline's default, 4, sits here.
-- At **scale 16** obedience stops improving, and the final latents spread beyond anything
-  the painter was trained on: the pictures in the last row have ragged, over-drawn edges, our
+- At **scale 16** obedience stops improving, and the final latents spread about a fifth wider
+  than the ones the painter was trained on: the pictures in the last row have ragged,
+  over-drawn edges, our
   small version of the oversaturated, burnt look of Stable Diffusion at high scales.
 - Where the objects land barely changes with the scale (the differences are within the error
   bars): position is all a full prompt leaves free, and guidance does not measurably narrow it
-  at this $n$. What guidance does narrow is what a *vague* prompt leaves open, next.
+  at this $n$. Vague prompts, which leave more open, come next.
 ''')
 
 md('''
@@ -502,13 +505,14 @@ in what it names and keeps the rest obeyed: "a red shape" is always red, "a larg
 circle" almost always right. Two findings are less expected:
 
 - **A prompt that names nothing is worse than no prompt.** "a shape" never appeared alone in
-  training (only inside "a red shape", "a large shape", ...), and most of its pictures come out
+  training (only inside "a red shape", "a large shape", ...), and half of its pictures come out
   *empty*: guidance pushes away from "no prompt" towards a description the model has no
   picture for. This is the shapes world's version of why vague prompts give incoherent
   pictures: a prompt far from every training caption gives the model nothing to aim at.
 - **Vague prompts give less variety than they allow.** "a red shape" allows 10 kinds of
-  object (5 shapes, 2 sizes), yet the pictures show only a few of them: guidance pushes
-  towards the most typical picture of the prompt, not a fair draw among all that fit.
+  object (5 shapes, 2 sizes), yet the pictures show only a few of them. (A likely reason is
+  guidance, which favours the most typical pictures of a prompt; this chapter did not measure
+  it: try the cell at `guidance_scale=1`.)
 ''')
 
 md('''
@@ -548,9 +552,9 @@ show_images(torch.cat([v[2] for v in counts.values()]), nrow=8, size=1.2,
 md('''
 Without the negative prompt some of the circles come out red; with it, none do. But look
 at where the colours went: the negative prompt did not just remove red, it pushed the
-pictures away from everything "something red" stands for, and most of them turned *white*,
-the colour furthest from red in this palette, while orange and yellow (close to red) nearly
-vanished too. A negative prompt is a direction to move away from, not a filter.
+pictures away from everything "something red" stands for. Orange vanished too, yellow and
+green halved, and more than half of the circles turned *white*. A negative prompt is a
+direction to move away from, not a filter.
 ''')
 
 md('''
@@ -572,7 +576,7 @@ n_sketch = sized(24, 96)
 attrs = shapes.sample_attributes(n_sketch, split="train", p_two=1.0, generator=g)
 sketch_prompts = shapes.captions(attrs)                                      # what each sketch should become
 blobs = {**attrs, "shape": attrs["shape"].clamp(max=0)}                      # every object drawn as a round blob
-cover = F.avg_pool2d(shapes.object_masks(blobs), 8)                          # (8, 2, 8, 8) share of each block
+cover = F.avg_pool2d(shapes.object_masks(blobs), 8)                          # (n, 2, 8, 8) share of each block
 bg = torch.tensor(shapes.BACKGROUND).view(1, 3, 1, 1)
 sketch_small = bg.repeat(n_sketch, 1, 8, 8)                                  # (n, 3, 8, 8) in [0, 1]
 for j in range(2):
@@ -607,9 +611,11 @@ md('''
 The trade-off is plain in both the pictures and the numbers. At low strength (the loop starts
 at a small noise level) the output *is* the sketch, blocks and all: its colours are right, its
 layout is kept, and its shapes are blocks. As the strength grows, the start is noisier, the
-layout drifts away from the sketch, and the shapes come more and more from the prompt. Our
-model's shapes are its weak point (section 9), so even at full strength few pictures get every
-shape right; at 0.6 the sketch's layout is still there and the blobs have begun to take shape.
+layout drifts away from the sketch, and the shapes come more and more from the prompt (right
+for about a fifth of the objects at low strength, nearly half at full strength), while the
+colours, taken from the sketch at low strength, are now the model's own and suffer from its
+two-object weakness (section 9). No strength gets whole scenes right here: our model's shapes
+and bindings are its weak points.
 
 One warning when comparing with Stable Diffusion: "strength" is a share of the *steps*, so what
 it means depends on the schedule. On our log-linear schedule from 80 down to 0.01, strength 0.8
@@ -625,7 +631,7 @@ Inpainting repaints only part of a picture. The loop is img2img's with one extra
 every step, everything *outside* the mask is put back to the input's latent, noised to the
 current level, so only the masked region is invented, steered by the prompt and by the noised
 surroundings it is denoised together with. (This is *latent blending*, as in Blended Latent
-Diffusion; Stable Diffusion's inpainting checkpoints instead give the U-Net the mask and the
+Diffusion {cite}`avrahami2023blended`; Stable Diffusion's inpainting checkpoints instead give the U-Net the mask and the
 masked picture as extra input channels, and learn to fill in.) The mask is drawn on pixels but
 applied to the 8 x 8 latent, so every latent cell that the mask touches is repainted whole.
 Here we replace the second object of real scenes with something else:
@@ -636,7 +642,7 @@ g = torch.Generator().manual_seed(6)
 n_inpaint = sized(16, 64)
 attrs = shapes.sample_attributes(n_inpaint, split="train", p_two=1.0, generator=g)
 scenes = (shapes.render(attrs) + 1) / 2                                      # (n, 3, 64, 64) in [0, 1]
-objects = shapes.object_masks(attrs) > 0                                     # (8, 2, 64, 64)
+objects = shapes.object_masks(attrs) > 0                                     # (n, 2, 64, 64)
 mask = F.max_pool2d(objects[:, 1:].float(), 3, stride=1, padding=1)          # object 1, grown by a pixel
 new = {k: v.clone() for k, v in attrs.items()}
 for shift in range(1, 8):                    # another colour and shape, never a held-out pair (section 9)
@@ -646,10 +652,10 @@ for shift in range(1, 8):                    # another colour and shape, never a
 new_prompts = shapes.captions(new)
 out = pipe(new_prompts, image=scenes, mask=mask, strength=1.0, guidance_scale=4.0, generator=seeded(7),
            return_steps=True)
-cells = F.max_pool2d(mask, 8) > 0                                            # (8, 1, 8, 8) latent cells repainted
-kept = pipe.vae.encode((scenes * 2 - 1).to(device)).cpu()                    # (8, 4, 8, 8) the input's latent
+cells = F.max_pool2d(mask, 8) > 0                                            # (n, 1, 8, 8) latent cells repainted
+kept = pipe.vae.encode((scenes * 2 - 1).to(device)).cpu()                    # (n, 4, 8, 8) the input's latent
 print("latent outside the repainted cells exactly the input's:", torch.equal(out.latents * ~cells, kept * ~cells))
-repainted = cells.float().repeat_interleave(8, 2).repeat_interleave(8, 3)    # (8, 1, 64, 64) pixels of those cells
+repainted = cells.float().repeat_interleave(8, 2).repeat_interleave(8, 3)    # (n, 1, 64, 64) pixels of those cells
 outside = (repainted == 0).expand_as(scenes)
 roundtrip = pipe.decode(kept)
 print(f"pixels outside them: mean error {(out.images - scenes)[outside].abs().mean():.3f} "
@@ -668,8 +674,8 @@ show_images(torch.cat([scenes[:4], (scenes * (1 - 0.6 * repainted))[:4], out.ima
 
 md('''
 Outside the repainted cells the latent is the input's, exactly, and the pixels there differ
-from the input only as much as the painter's own round trip does; the other object is left
-alone. Inside, the new object mostly gets the asked-for colour, and rarely the asked-for
+from the input by about twice the painter's own round-trip error, still a tiny amount (the
+decoder sees the new neighbours too); the other object is left alone. Inside, the new object mostly gets the asked-for colour, and rarely the asked-for
 shape: inpainting inherits every weakness of the model that paints, and an object that must
 fit a small window of a few latent cells is harder still.
 ''')
@@ -712,16 +718,15 @@ print(f"chapter 5's probe of the text encoder: binding {clip_card['binding_accur
 md('''
 Reading the numbers, from easy to hard:
 
-- **Colour and size** are right for nine pictures in ten or more, even for colour+shape pairs
-  never seen together, and FD sits close to its floor: the pictures look like shapes-world
+- **Colour and size** of single objects are right for nine pictures in ten or more, even for
+  colour+shape pairs never seen together, and FD sits close to its floor: the pictures look like shapes-world
   scenes. These need little beyond "which paint" and "how big".
 - **Shape** is where single objects fail: right for about 60% of held-out prompts, while for
   colour+shape pairs the model has seen, the *whole* object was right about 80% of the time
   (section 4). A new pair is harder than a seen one, and shape is a fine detail of an 8 x 8
-  latent, the last thing the U-Net learns: its training loss was still falling slowly when the
-  run stopped, so more training (or a larger latent) is the first thing to try.
+  latent; more training, or a larger latent, is the first thing to try.
 - **Two objects** are much harder. Each gets its colour and shape from the prompt's *bag of
-  words*, and the relation is right little more often than a coin flip. **Binding**, each
+  words*, and the relation (with the objects in the prompt's order) is right about 6 times in 10. **Binding**, each
   colour on its own shape, is right for about one picture in ten: exactly Stable Diffusion's
   best-known failure (on GenEval, Stable Diffusion 1.5 binds colours correctly 6% of the time
   and places objects correctly 4% {cite}`ghosh2023geneval`).
@@ -735,8 +740,8 @@ object is. Nothing in this pipeline is ever asked to keep "red" with "circle".
 **One change that should help**: let the text encoder keep learning, together with the U-Net,
 from the denoising loss, so that it is asked where every word's colour and shape go. The
 package has it as a recipe of its own, `python -m diffusion_course train text2image_joint`
-(the same run with the text encoder unfrozen; about 70 minutes on a 2-core CPU). Its card
-reports the same numbers on the same prompts as the table above; compare the two.
+(the same run with the text encoder unfrozen). When it has run, its card holds the same table
+for the same prompts: compare the two.
 ''')
 
 md('''
@@ -867,16 +872,17 @@ md('''
   localises the words: it reads the prompt as a bag of words.
 - Training is chapter 4's noise prediction with the prompt's vectors as the condition, and
   one caption in ten dropped so that guidance has an unconditional branch.
-- **`guidance_scale`** buys obedience (from about half at 1 to most prompts at 2-8) and costs
-  variety; at high scales the latents leave the painter's range and the pictures degrade.
+- **`guidance_scale`** buys obedience (from about half at 1 to most prompts at 2-8); at high
+  scales the latents leave the painter's range and the pictures degrade.
 - **Vague prompts** narrow the pictures in what they name and leave the rest free, up to a
-  point: a prompt that names nothing the model knows gives empty canvases, and guidance shows
-  the most typical pictures rather than all that fit. A **negative prompt** replaces the
+  point: a prompt that names nothing the model knows gives empty canvases half of the time, and
+  the pictures show fewer kinds of object than the prompt allows. A **negative prompt** replaces the
   unconditional branch: a direction to move away from, not a filter.
 - **img2img** starts from a noised picture: the strength trades keeping the sketch against
-  obeying the prompt. **Inpainting** puts the input back outside the mask after every step:
+  taking the prompt's shapes. **Inpainting** puts the input back outside the mask after every step:
   outside it the latent is exactly the input's.
-- Measured on held-out prompts, colour and size are mostly right, shapes less so, and
+- Measured on held-out prompts, single objects mostly get their colour and size, less often
+  their shape, and
   **binding** (each colour on its own shape) fails nine times in ten, as it does in Stable
   Diffusion, for reasons this chapter measured: a text encoder trained only to match whole
   captions, and a U-Net that does not read each word where its object is.
