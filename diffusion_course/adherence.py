@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from . import shapes
 from .attributes import predict
+from .checks import to_model
 
 ATTRIBUTES = ("color", "shape", "size")
 
@@ -138,7 +139,6 @@ def attention_in_objects(pipe, n=100, sigmas=(4.0, 1.0, 0.25), seed=0, split="tr
     mask (shapes.object_masks), against chance: the mask's share of the picture.
     Returns {sigma: {"color": share, "shape": share, "chance": share, "n": words averaged}}.
     """
-    from .checks import to_model
     from .unet import cross_attention_maps, word_maps
     gen = torch.Generator().manual_seed(seed)
     attrs = shapes.sample_attributes(n, split=split, p_two=1.0, generator=gen)
@@ -146,6 +146,7 @@ def attention_in_objects(pipe, n=100, sigmas=(4.0, 1.0, 0.25), seed=0, split="tr
     masks = (shapes.object_masks(attrs) > 0.5).float()                     # (B, 2, 64, 64) inside or not (CPU,
                                                                            # where the maps are recorded)
     pos = object_word_positions(pipe.tokenizer, prompts, attrs)
+    words = torch.cat([pos["color"], pos["shape"]], 1)                     # (B, 4) token positions
     z0 = pipe.vae.encode(shapes.render(attrs).to(pipe.device)).float()     # (B, 4, 8, 8)
     cond = pipe.encode_prompt(prompts)
     noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed + 1)).to(pipe.device)
@@ -154,7 +155,6 @@ def attention_in_objects(pipe, n=100, sigmas=(4.0, 1.0, 0.25), seed=0, split="tr
     for sigma in sigmas:
         with cross_attention_maps(pipe.unet) as maps:
             pipe.unet(to_model(pipe.unet, z0 + sigma * noise), sigma, cond)
-        words = torch.cat([pos["color"], pos["shape"]], 1)                             # (B, 4) positions
         picked = [m.gather(3, words[:, None, None, :].expand(-1, *m.shape[1:3], -1)) for m in maps]
         wm = word_maps(picked, 64).float()                                 # (B, 4, 64, 64) only these words
         res = {}
@@ -187,7 +187,6 @@ def object_word_positions(tokenizer, prompts, attrs):
 def attribute_features(judge, images, batch_size=500):
     """The judge's last hidden layer (B, dim) for pictures (B, 3, 64, 64) in [-1, 1]: the feature space
     of FD here (FID uses an ImageNet classifier's; ours knows the shapes world)."""
-    from .checks import to_model
     was_training = judge.training
     judge.eval()
     out = torch.cat([F.silu(judge.body(to_model(judge, images[i:i + batch_size]))).float().cpu()

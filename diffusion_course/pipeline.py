@@ -32,6 +32,9 @@ from .runtime import progress
 from .sampling import SAMPLERS, check_eps, guided_eps, step
 
 
+TEXT_ENCODER_SUFFIX = "_text"         # a jointly trained text encoder's checkpoint: the U-Net's name + this
+
+
 @dataclass
 class Generation:
     """Everything one call made (with return_steps=True)."""
@@ -70,7 +73,7 @@ class TextToImage:
         settings = card.get("settings", {})
         unet = load_model(name, device=device)
         if card.get("recipe") == "text2image_joint":
-            text = load_model(str(resolve(name).with_suffix("")) + "_text", device=device)
+            text = load_model(str(resolve(name).with_suffix("")) + TEXT_ENCODER_SUFFIX, device=device)
         else:
             text = load_model(settings.get("text_encoder", "clip_shapes"), device=device).text
         vae = load_model(settings.get("vae", "vae_shapes"), device=device)

@@ -240,9 +240,8 @@ def object_masks(attrs, size=IMAGE_SIZE):
     for j in range(2):
         one = {k: attrs[k][:, j:j + 1] for k in ("color", "shape", "size", "x", "y")}
         present = one["color"][:, 0] >= 0
-        one["color"] = torch.where(present[:, None], one["color"], torch.zeros_like(one["color"]))
-        one["shape"] = torch.where(present[:, None], one["shape"], torch.zeros_like(one["shape"]))
-        one["size"] = torch.where(present[:, None], one["size"], torch.zeros_like(one["size"]))
+        for k in ("color", "shape", "size"):                                            # absent: any valid id
+            one[k] = one[k].clamp(min=0)
         one["x"], one["y"] = one["x"].nan_to_num(-100.0), one["y"].nan_to_num(-100.0)   # off the canvas
         img = render(one, size)                                                          # (B, 3, H, W)
         bg = torch.tensor(BACKGROUND, device=img.device).view(1, 3, 1, 1) * 2 - 1
@@ -250,6 +249,7 @@ def object_masks(attrs, size=IMAGE_SIZE):
                  [one["color"][:, 0]].view(-1, 1, 1)).clamp(0, 1)                        # (B, H, W)
         masks.append(alpha * present.view(-1, 1, 1))
     return torch.stack(masks, 1)
+
 
 def words(color, shape, size):
     """The plain names of one object's ids: (2, 0, 1) -> ('yellow', 'circle', 'large')."""

@@ -21,6 +21,13 @@ def code(src, tags=None):
     cells.append(c)
 
 
+def exercise(name, args, doc, solution):
+    """An exercise's three cells: the stub to fill in, its check, and a hidden solution checked the same way."""
+    code(f'def {name}({args}):\n    """{doc}"""\n    # YOUR CODE HERE\n    raise NotImplementedError')
+    code(f"ex.check_{name}({name})")
+    code(f"def {name}_solution({args}):\n{solution.strip(chr(10))}\n\n\nex.check_{name}({name}_solution)", ["hide-input"])
+
+
 code('''
 # Set-up for Google Colab (does nothing elsewhere): fetch the course package and its checkpoints.
 import sys
@@ -791,20 +798,10 @@ the U-Net's noise predictions for the prompt, `eps_cond`, and for the negative p
 `eps_neg`, both `(B, 4, 8, 8)`, and the scale, return the guided prediction.
 ''')
 
-code('''
-def negative_guidance(eps_cond, eps_neg, guidance_scale):
-    """(B, C, H, W), (B, C, H, W), float -> (B, C, H, W) the guided noise prediction."""
-    # YOUR CODE HERE
-    raise NotImplementedError
-''')
-code('ex.check_negative_guidance(negative_guidance)')
-code('''
-def negative_guidance_solution(eps_cond, eps_neg, guidance_scale):
+exercise("negative_guidance", "eps_cond, eps_neg, guidance_scale",
+         "(B, C, H, W), (B, C, H, W), float -> (B, C, H, W) the guided noise prediction.", '''
     return eps_neg + guidance_scale * (eps_cond - eps_neg)           # start at the negative, push away
-
-
-ex.check_negative_guidance(negative_guidance_solution)
-''', ["hide-input"])
+''')
 
 md('''
 **2. `img2img_start`**: where img2img begins (section 7). `sigmas` is the whole schedule,
@@ -815,23 +812,13 @@ At strength 1 the start is pure noise, `sigmas[0] * noise`, exactly as text to i
 Python's `round`, as the pipeline does: it rounds halves to the even number, `round(2.5) == 2`.)
 ''')
 
-code('''
-def img2img_start(z0, noise, sigmas, strength):
-    """(B, 4, 8, 8), (B, 4, 8, 8), (steps + 1,), float in (0, 1] -> (start latent, sigmas left)."""
-    # YOUR CODE HERE
-    raise NotImplementedError
-''')
-code('ex.check_img2img_start(img2img_start)')
-code('''
-def img2img_start_solution(z0, noise, sigmas, strength):
+exercise("img2img_start", "z0, noise, sigmas, strength",
+         "(B, 4, 8, 8), (B, 4, 8, 8), (steps + 1,), float in (0, 1] -> (start latent, sigmas left).", '''
     steps = len(sigmas) - 1
     start = steps - max(1, round(strength * steps))                  # skip the noisiest levels
     x = sigmas[start] * noise if strength == 1 else z0 + sigmas[start] * noise
     return x, sigmas[start:]
-
-
-ex.check_img2img_start(img2img_start_solution)
-''', ["hide-input"])
+''')
 
 md('''
 **3. `binding`**: the score that catches Stable Diffusion's best-known failure (section 9).
@@ -842,22 +829,12 @@ pairs the prompt's two, in either order? A blue circle and a red square for "a r
 a blue square" has every colour and every shape, and is still wrong.
 ''')
 
-code('''
-def binding(pred_color, pred_shape, want_color, want_shape):
-    """Four (B, 2) id tensors -> (B,) bool."""
-    # YOUR CODE HERE
-    raise NotImplementedError
-''')
-code('ex.check_binding(binding)')
-code('''
-def binding_solution(pred_color, pred_shape, want_color, want_shape):
+exercise("binding", "pred_color, pred_shape, want_color, want_shape",
+         "Four (B, 2) id tensors -> (B,) bool.", '''
     same = (pred_color == want_color).all(1) & (pred_shape == want_shape).all(1)
     swapped = (pred_color == want_color.flip(1)).all(1) & (pred_shape == want_shape.flip(1)).all(1)
     return same | swapped
-
-
-ex.check_binding(binding_solution)
-''', ["hide-input"])
+''')
 
 md('''
 ## Summary

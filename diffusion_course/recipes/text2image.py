@@ -72,35 +72,30 @@ def fit(out, device, s, steps, eval_n, eval_steps, eval_cfg_scale, joint=False):
     unet = make_unet(text.dim, painter.latent_channels, s["channels"], s["num_res_blocks"]).to(device)
     batch_size, p_uncond = s["batch_size"], s["p_uncond"]
 
+    def read(text_encoder, captions, drop):
+        """Captions -> the U-Net's condition (tokens (B, T, D), mask (B, T)); dropped ones become "no prompt"."""
+        context, _, mask = text_encoder.encode(captions, device=device)
+        null_context, null_mask = unet.null_cond((context, mask))
+        return torch.where(drop[:, None, None], null_context, context), torch.where(drop[:, None], null_mask, mask)
+
     @torch.no_grad()
     def get_batch(gen):
         scenes = make_scenes(batch_size, split="train", p_two=s["p_two"], generator=gen, device=device,
                              p_partial=s["p_partial"])
         z0 = painter.encode(scenes.images)                                         # (B, 4, 8, 8), unit variance
-        if joint:                                      # the words are read in loss_fn, where gradients flow
-            drop = torch.rand(batch_size, generator=gen, device=device) < p_uncond
-            return z0, scenes.captions, drop
-        context, _, mask = text.encode(scenes.captions, device=device)             # (B, T, D), (B, T)
         drop = torch.rand(batch_size, generator=gen, device=device) < p_uncond     # caption dropout
-        null_context, null_mask = unet.null_cond((context, mask))
-        context = torch.where(drop[:, None, None], null_context, context)
-        mask = torch.where(drop[:, None], null_mask, mask)
-        return z0, context, mask
+        if joint:                                      # the words are read in loss_fn, where gradients flow
+            return z0, scenes.captions, drop
+        return z0, read(text, scenes.captions, drop)
 
     def loss_fn(model, batch, gen):
+        z0, cond = batch[0], batch[1]
         if joint:
-            z0, captions, drop = batch
-            context, _, mask = model.text.encode(captions, device=device)         # (B, T, D), (B, T)
-            null_context, null_mask = model.unet.null_cond((context, mask))
-            context = torch.where(drop[:, None, None], null_context, context)
-            mask = torch.where(drop[:, None], null_mask, mask)
-            model = model.unet
-        else:
-            z0, context, mask = batch
+            cond, model = read(model.text, batch[1], batch[2]), model.unet
         sigma = training_sigmas(len(z0), s["sigma_min"], s["sigma_max"], s["sigma_kind"], generator=gen,
                                 device=device)                                     # (B,)
         eps = torch.randn(z0.shape, generator=gen, device=device)
-        return v_loss(model(add_noise(z0, sigma, eps), sigma, (context, mask)), eps, sigma)
+        return v_loss(model(add_noise(z0, sigma, eps), sigma, cond), eps, sigma)
 
     model = Joint(unet, text) if joint else unet
     result = train(model, loss_fn, get_batch, steps=steps, lr=s["lr"], ema_decay=s["ema_decay"], seed=s["seed"],

@@ -14,11 +14,11 @@ Writes the U-Net as `t2i_shapes_joint` and its text encoder beside it as `t2i_sh
 (TextToImage.from_pretrained loads both); the metrics are text2image's, on the same prompts.
 """
 from ..checkpoint import save_checkpoint
+from ..pipeline import TEXT_ENCODER_SUFFIX
 from . import defaults, training_settings
 from .text2image import HALF, fit  # noqa: F401  (HALF: the U-Net is stored in fp16 like text2image's)
 
 NAME = "t2i_shapes_joint"
-TEXT_SUFFIX = "_text"                    # the trained text encoder's checkpoint: NAME + TEXT_SUFFIX
 
 
 def run(out, device, steps=16000, batch_size=64, lr=5e-4, channels=64, num_res_blocks=1, p_uncond=0.1,
@@ -26,7 +26,7 @@ def run(out, device, steps=16000, batch_size=64, lr=5e-4, channels=64, num_res_b
         text_encoder="clip_shapes", vae="vae_shapes", eval_n=200, eval_steps=30, eval_cfg_scale=4.0):
     settings = training_settings(run, locals())       # saved with the state; a resume must match
     unet, metrics, text = fit(out, device, settings, steps, eval_n, eval_steps, eval_cfg_scale, joint=True)
-    save_checkpoint(out + TEXT_SUFFIX, text, {
+    save_checkpoint(out + TEXT_ENCODER_SUFFIX, text, {
         "recipe": "text2image_joint", "description": f"the text encoder trained together with {out}",
         "settings": {"started_from": text_encoder}})
     return unet, metrics
