@@ -1,6 +1,7 @@
 """The course's command line.
 
     python -m diffusion_course train <recipe> [--key value ...]   train and write a checkpoint + card
+    python -m diffusion_course evaluate <recipe> [--eval_key value]  measure a checkpoint again, rewrite its card
     python -m diffusion_course recipes                            list the recipes and their defaults
     python -m diffusion_course sample ...                         (see `sample --help`)
     python -m diffusion_course generate "a red circle" ...        text to image (see `generate --help`)
@@ -19,10 +20,13 @@ it picked up (`resumed_from_step`; a finished run asked again only re-evaluates)
 
 It never replaces an existing checkpoint unless asked with --overwrite (and then only one made
 by the same recipe), and it checks that the output folder can be written before it trains.
+`evaluate` (recipes with a `reevaluate` function) keeps the weights and how they were made,
+and replaces the card's metrics and evaluation settings, recording the code that measured them.
 A user's mistake (a bad value, a missing file, Ctrl-C) ends with one line on stderr and exit
 status 2 (130 for Ctrl-C), never a traceback (set DIFFUSION_COURSE_DEBUG=1 to see one).
 """
 import argparse
+import datetime
 import importlib
 import json
 import math
@@ -115,6 +119,50 @@ def cmd_train(args, rest):
     print("metrics: " + json.dumps(metrics, indent=2))
 
 
+def cmd_evaluate(args, rest):
+    """Measure a trained checkpoint again with its recipe's evaluation, and rewrite its card's metrics.
+
+    For metrics that changed after the weights were made (a new reference set, error bars): the
+    weights and how they were trained stay as they are; the card gets the new metrics, the
+    evaluation settings used and an `evaluation` entry saying which code measured them, when.
+    """
+    from . import checkpoint
+    from .recipes import EVAL_SETTINGS, check_settings
+    from .runtime import get_device
+
+    recipe = load_recipe(args.recipe)
+    if not hasattr(recipe, "reevaluate"):
+        raise UsageError(f"recipe {args.recipe!r} is evaluated only as part of its training: re-make the checkpoint "
+                         f"with `python -m diffusion_course train {args.recipe} --overwrite`")
+    out = checkpoint._base(args.out or f"checkpoints/{recipe.NAME}")
+    weights = checkpoint._with(out, ".safetensors")
+    card = checkpoint.read_card(weights)
+    if card.get("recipe") != args.recipe:
+        raise UsageError(f"{weights} was made by recipe {card.get('recipe')!r}, not {args.recipe!r}: evaluate it "
+                         "with its own recipe")
+    eval_defaults = {k: v for k, v in recipe.DEFAULTS.items() if k in EVAL_SETTINGS}
+    settings = {**card.get("settings", {}), **eval_defaults, **parse_settings(eval_defaults, rest)}
+    check_settings(settings)
+    checkpoint.check_writable(out)
+    device = get_device(args.device)
+    model = checkpoint.load_model(weights, device=device)
+    print(f"evaluating {weights} (recipe {args.recipe!r}) on {device}")
+    commit = checkpoint.git_commit()
+    t0 = time.perf_counter()
+    metrics = recipe.reevaluate(model, str(out), **settings)
+    card["settings"] = settings
+    card["metrics"] = {**card.get("metrics", {}), **metrics}
+    card["evaluation"] = {
+        "command": "python -m diffusion_course " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
+        "git_commit": commit, "hardware": checkpoint.hardware(device),
+        "wall_time_s": round(time.perf_counter() - t0, 1), "weights": f"{card.get('dtype', 'float32')}, as stored",
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    path = checkpoint._with(out, ".json")
+    checkpoint._atomic(path, lambda p: p.write_text(json.dumps(card, indent=2) + "\n"))
+    print(f"wrote {path}")
+    print("metrics: " + json.dumps(metrics, indent=2))
+
+
 def _check_overwrite(weights, recipe, overwrite):
     """Refuse to replace an existing checkpoint unless asked, and never one made by another recipe."""
     if not weights.exists():
@@ -196,6 +244,10 @@ def main(argv=None):
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing checkpoint of the same recipe at --out (e.g. re-make a shipped one)")
+    p = sub.add_parser("evaluate", help="measure a trained checkpoint again and rewrite its card's metrics")
+    p.add_argument("recipe", help=", ".join(RECIPES))
+    p.add_argument("--out", default=None, help="the checkpoint's path without suffix (default: checkpoints/<name>)")
+    p.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
     sub.add_parser("recipes", help="list the recipes and their default settings")
     from . import bench, cli_generate, cli_sample
     cli_sample.add_parser(sub)
@@ -204,8 +256,8 @@ def main(argv=None):
     try:
         args, rest = parser.parse_known_args(argv)
         args.argv = argv
-        if args.command == "train":
-            return cmd_train(args, rest)
+        if args.command in ("train", "evaluate"):
+            return (cmd_train if args.command == "train" else cmd_evaluate)(args, rest)
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         if args.command == "recipes":

@@ -2,7 +2,7 @@
 
     model = load_model("mnist_classifier")               # trained by recipes/classifier.py
     class_accuracy(model, images, labels)                # does each digit look like its label?
-    fd_report(model, generated, real, labels=wanted, real_labels=real_classes, sampler="ddim", steps=50, seed=0)
+    fd_report(model, generated, heldout, labels=wanted, real_labels=heldout_classes, n=400, draws=5)
 
 The Fréchet distance (FD) compares two *sets* of images through the classifier's
 penultimate-layer features (what the network "sees" just before it decides the class): fit
@@ -14,11 +14,13 @@ with m the feature means and S the covariances. This is FID (Heusel et al.) with
 classifier in place of the Inception network. FD is biased by the sample size n (fewer
 samples, larger FD), so a number means something only next to its *floor*: the FD between
 two disjoint sets of real digits of the same n, which is what a perfect generator would
-score. `fd_report` always returns both. The floor is also an average over a few draws (one
-draw moves by tens of percent at n = 1,000), and, for class-conditional samples, its real
-sets have the samples' class counts: features cluster by class, so a random real set, whose
-class mix varies by chance, scores a floor well above that of a set with exactly the
-samples' counts (measured on MNIST at n = 1,000, five draws each: 0.11-0.21 against 0.07-0.09).
+score. `fd_report` always returns both, each averaged over a few draws with its standard
+error (one draw moves by tens of percent), and measured against real digits that neither the
+generator nor the classifier trained on (the course holds out MNIST test images 9000-9999).
+For class-conditional samples the real sets have the samples' class counts: features cluster
+by class, so a random real set, whose class mix varies by chance, scores a floor well above
+that of a set with exactly the samples' counts (measured on MNIST at n = 1,000, five draws
+each: 0.11-0.21 against 0.07-0.09).
 """
 import torch
 import torch.nn as nn
@@ -171,36 +173,41 @@ def _take_by_class(order, real_labels, counts):
     return torch.cat(picked)
 
 
-def fd_report(model, generated, real, labels=None, n=None, reference="MNIST test split",
-              sampler=None, steps=None, seed=None, split_seed=0, real_labels=None, floor_draws=5):
-    """FD of generated digits against real ones, next to its floor, with everything needed to compare.
+def fd_report(model, generated, real, labels=None, n=None, draws=1, reference="MNIST test split",
+              sampler=None, steps=None, seed=None, split_seed=0, real_labels=None):
+    """FD of generated digits against real ones, next to its floor, with an error bar for both.
 
-    generated: (N, 1, 28, 28) images in [-1, 1]. real: (M, 1, 28, 28) real digits, M >= 2n.
-    n:         images per set (default: as many as both allow). From the real digits (shuffled
-               by `split_seed`) a set `ref` of n is drawn, and `floor_draws` more sets of n from
-               the rest, `other_1..k`, each disjoint from `ref`:
-               fd       = FD(generated[:n], ref)
-               fd_floor = mean_k FD(other_k, ref), what a perfect generator would score at this n
-               (fd_floor_range: the smallest and largest of the k).
-               Same n and same `ref` on both sides, so the two numbers can be compared.
-    labels:    optional intended classes of the generated digits: adds `accuracy`.
-    real_labels: the classes of `real`. With `labels` too, `ref` and every `other` set have
-               exactly the class counts of labels[:n] (`class_matched`: True), so that the
+    generated: (N, 1, 28, 28) images in [-1, 1], N >= draws * n. real: (M, 1, 28, 28) real
+               digits, M >= 2n, which neither the generator nor the classifier trained on.
+    n:         images per set (default: as many as both allow). Draw k (k = 0 .. draws-1)
+               shuffles the real digits (seed split_seed + k), takes two disjoint sets of n,
+               `ref_k` and `other_k`, and the k-th block of n generated images, `gen_k`:
+               fd       = mean_k FD(gen_k, ref_k)
+               fd_floor = mean_k FD(other_k, ref_k), what a perfect generator would score at this n
+               Same n and the same real sets on both sides, so the two numbers can be compared.
+    draws:     with draws > 1, `fd_se` and `fd_floor_se` are the standard errors of the two means
+               (sd over draws / sqrt(draws)). They cover which samples and which real digits were
+               drawn, not the choice of the real pool itself; a difference below about 2 se is noise.
+    labels:    optional intended classes of the generated digits: adds `accuracy` (of all draws'
+               images). real_labels: the classes of `real`. With both, `ref_k` and `other_k` have
+               exactly the class counts of gen_k's labels (`class_matched`: True), so that the
                floor is what a perfect *class-conditional* generator would score.
     reference, sampler, steps, seed: passed through into the report, so that every number
                carries how it was made.
     model:     the classifier, or the name of its checkpoint ('mnist_classifier').
+    FD needs n above the feature dimension D (64 for the shipped classifier): with fewer images
+    the covariances are singular and the number is not one to compare, so n <= D is refused.
     """
     model = _model(model)
     _check_images(generated, "generated")
     _check_images(real, "real")
-    n_max = min(len(generated), len(real) // 2)
+    if not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws must be a positive integer, got {draws!r}")
+    n_max = min(len(generated) // draws, len(real) // 2)
     n = n_max if n is None else n
     if not isinstance(n, int) or n < 2 or n > n_max:
-        raise ValueError(f"n must be an integer from 2 to {n_max} (min of {len(generated)} generated images and "
-                         f"half of {len(real)} real ones), got {n!r}")
-    if not isinstance(floor_draws, int) or floor_draws < 1:
-        raise ValueError(f"floor_draws must be a positive integer, got {floor_draws!r}")
+        raise ValueError(f"n must be an integer from 2 to {n_max} (a block of {len(generated)} generated images per "
+                         f"draw, {draws} draws, and half of {len(real)} real ones), got {n!r}")
     if labels is not None:
         labels = torch.as_tensor(labels)
         if labels.shape != (len(generated),):
@@ -211,26 +218,38 @@ def fd_report(model, generated, real, labels=None, n=None, reference="MNIST test
         if real_labels.shape != (len(real),):
             raise ValueError(f"real_labels must hold one class per real image ({len(real)}), "
                              f"got shape {tuple(real_labels.shape)}")
-    g = torch.Generator().manual_seed(split_seed)
-    perm = torch.randperm(len(real), generator=g)
     matched = labels is not None and real_labels is not None
-    if matched:
-        counts = torch.bincount(labels[:n].long(), minlength=int(real_labels.max()) + 1)
-        ref = _take_by_class(perm, real_labels, counts)
-        rest = perm[~torch.isin(perm, ref)]
-        others = [_take_by_class(rest[torch.randperm(len(rest), generator=g)], real_labels, counts)
-                  for _ in range(floor_draws)]
-    else:
-        ref, rest = perm[:n], perm[n:]
-        others = [rest[torch.randperm(len(rest), generator=g)[:n]] for _ in range(floor_draws)]
-    f_ref = classifier_features(model, real[ref])
-    floors = [frechet_distance(classifier_features(model, real[o]), f_ref) for o in others]
-    report = {"fd": round(frechet_distance(classifier_features(model, generated[:n]), f_ref), 4),
-              "fd_floor": round(sum(floors) / len(floors), 4),
-              "fd_floor_range": [round(min(floors), 4), round(max(floors), 4)],
-              "floor_draws": floor_draws, "class_matched": matched,
-              "n": n, "reference": reference, "split_seed": split_seed,
+    f_real = classifier_features(model, real)                              # (M, D)
+    if n <= f_real.shape[1]:
+        raise ValueError(f"n = {n} images per set is not above the classifier's {f_real.shape[1]} features: the "
+                         "covariances would be singular and FD not a number to compare; use more images")
+    fds, floors = [], []
+    for k in range(draws):
+        perm = torch.randperm(len(real), generator=torch.Generator().manual_seed(split_seed + k))
+        block = slice(k * n, (k + 1) * n)
+        if matched:
+            counts = torch.bincount(labels[block].long(), minlength=int(real_labels.max()) + 1)
+            ref = _take_by_class(perm, real_labels, counts)
+            other = _take_by_class(perm[~torch.isin(perm, ref)], real_labels, counts)
+        else:
+            ref, other = perm[:n], perm[n:2 * n]
+        fds.append(frechet_distance(classifier_features(model, generated[block]), f_real[ref]))
+        floors.append(frechet_distance(f_real[other], f_real[ref]))
+    report = {"fd": round(_mean(fds), 4), "fd_floor": round(_mean(floors), 4), "draws": draws,
+              "class_matched": matched, "n": n, "reference": reference, "split_seed": split_seed,
               "sampler": sampler, "steps": steps, "seed": seed}
+    if draws > 1:
+        report.update(fd_se=round(_se(fds), 4), fd_floor_se=round(_se(floors), 4))
     if labels is not None:
-        report["accuracy"] = round(class_accuracy(model, generated[:n], labels[:n]), 4)
+        report["accuracy"] = round(class_accuracy(model, generated[:draws * n], labels[:draws * n]), 4)
     return report
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+def _se(values):
+    """Standard error of the mean: sample standard deviation / sqrt(len)."""
+    m = _mean(values)
+    return (sum((v - m) ** 2 for v in values) / (len(values) - 1) / len(values)) ** 0.5

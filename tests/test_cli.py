@@ -77,3 +77,51 @@ def test_every_number_a_recipe_takes_has_a_rule():
         for key, value in load_recipe(name).DEFAULTS.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 assert key in RULES, f"recipe {name}: --{key} has no entry in recipes.RULES"
+
+
+def test_evaluate_rewrites_only_the_metrics_and_records_who_measured(tmp_path, monkeypatch, capsys):
+    import types
+
+    from diffusion_course import __main__ as cli
+    from diffusion_course import checkpoint
+    from diffusion_course.mlp import MLPDenoiser
+    out = str(tmp_path / "fake")
+    model = MLPDenoiser(hidden=8)
+    checkpoint.save_checkpoint(out, model, {"recipe": "fake", "settings": {"steps": 3, "eval_n": 5},
+                                            "metrics": {"final_loss": 0.5, "samples": {"fd": 9.0}}})
+    made = checkpoint.read_card(out)
+    got = {}
+
+    def reevaluate(m, where, **settings):
+        got.update(settings, where=where, weights=m.state_dict())
+        return {"samples": {"fd": 1.0}}
+
+    fake = types.SimpleNamespace(NAME="fake", DEFAULTS={"steps": 1, "eval_n": 7}, run=None, reevaluate=reevaluate)
+    monkeypatch.setattr(cli, "load_recipe", lambda name: fake)
+    monkeypatch.setattr(checkpoint, "git_commit", lambda: "def456")
+    cli.main(["evaluate", "fake", "--out", out, "--device", "cpu"])
+    card = checkpoint.read_card(out)
+    assert got["steps"] == 3 and got["eval_n"] == 7 and got["where"] == out     # the recipe's new eval default
+    assert all((got["weights"][k] == v).all() for k, v in model.state_dict().items())
+    assert card["metrics"] == {"final_loss": 0.5, "samples": {"fd": 1.0}}
+    assert card["settings"] == {"steps": 3, "eval_n": 7}
+    assert card["git_commit"] == made["git_commit"] and card["created"] == made["created"]   # how it was made
+    assert card["evaluation"]["git_commit"] == "def456" and "evaluate fake" in card["evaluation"]["command"]
+    # a training setting cannot be changed by evaluate; a recipe without reevaluate says how to re-make
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", "fake", "--out", out, "--steps", "9"])
+    assert "unknown setting --steps; this recipe takes: --eval_n" in capsys.readouterr().err
+    del fake.reevaluate
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", "fake", "--out", out])
+    assert "train fake --overwrite" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_checkpoint_of_another_recipe(tmp_path, capsys):
+    from diffusion_course import checkpoint
+    from diffusion_course.mlp import MLPDenoiser
+    out = str(tmp_path / "other")
+    checkpoint.save_checkpoint(out, MLPDenoiser(hidden=8), {"recipe": "clip", "settings": {}})
+    with pytest.raises(SystemExit):
+        main(["evaluate", "mnist", "--out", out])
+    assert "made by recipe 'clip', not 'mnist'" in capsys.readouterr().err

@@ -129,22 +129,41 @@ def test_fd_floor_matches_the_class_counts_of_conditional_samples():
         return base + 0.05 * torch.randn(len(classes), 1, 28, 28, generator=g)
 
     real_labels = (torch.arange(800) % 4 == 0).long()              # 600 of class 0, 200 of class 1
-    real, labels = draw(real_labels), torch.arange(60) % 2
+    real, labels = draw(real_labels), torch.arange(300) % 2
     generated = draw(labels)
-    matched = fd_report(model, generated, real, labels=labels, n=60, real_labels=real_labels)
-    assert matched["class_matched"] and matched["floor_draws"] == 5
-    lo, hi = matched["fd_floor_range"]
-    assert lo <= matched["fd_floor"] <= hi
+    matched = fd_report(model, generated, real, labels=labels, n=60, draws=5, real_labels=real_labels)
+    assert matched["class_matched"] and matched["draws"] == 5 and {"fd_se", "fd_floor_se"} <= set(matched)
     assert matched["fd"] < 2 * matched["fd_floor"]                  # a perfect generator scores about the floor
     # Without the real classes the floor comes from 3:1 sets, and the 1:1 samples look far off.
     unmatched = fd_report(model, generated, real, labels=labels, n=60)
     assert not unmatched["class_matched"]
     assert unmatched["fd"] > 3 * unmatched["fd_floor"]
     with pytest.raises(ValueError, match="too few of class 1"):
-        fd_report(model, generated, real[:300], labels=torch.ones(60, dtype=torch.long), n=60,
+        fd_report(model, generated, real[:300], labels=torch.ones(300, dtype=torch.long), n=60,
                   real_labels=real_labels[:300])                      # 75 of class 1, 2 x 60 needed
     with pytest.raises(ValueError, match="real_labels must hold one class per real image"):
         fd_report(model, generated, real, labels=labels, real_labels=real_labels[:10])
+
+
+def test_fd_report_draws_use_disjoint_sample_blocks_and_refuse_too_few_images():
+    torch.manual_seed(0)
+    model = MNISTClassifier(width=8)                                  # 32 features
+    g = torch.Generator().manual_seed(4)
+    real = torch.rand(300, 1, 28, 28, generator=g) * 2 - 1
+    good, blank = torch.rand(100, 1, 28, 28, generator=g) * 2 - 1, torch.full((100, 1, 28, 28), -1.0)
+    one = fd_report(model, good, real, n=50)
+    assert "fd_se" not in one and one["draws"] == 1
+    # draw k scores the k-th block of 50 against the real split of seed split_seed + k
+    mixed = fd_report(model, torch.cat([good[:50], blank[:50]]), real, n=50, draws=2)
+    first = fd_report(model, good[:50], real, n=50, split_seed=0)
+    second = fd_report(model, blank[:50], real, n=50, split_seed=1)
+    assert mixed["fd"] == pytest.approx((first["fd"] + second["fd"]) / 2, abs=2e-4)
+    assert mixed["fd_floor"] == pytest.approx((first["fd_floor"] + second["fd_floor"]) / 2, abs=2e-4)
+    assert mixed["fd_se"] == pytest.approx(abs(first["fd"] - second["fd"]) / 2, abs=2e-4)   # sd / sqrt(2)
+    with pytest.raises(ValueError, match="not above the classifier's 32 features"):
+        fd_report(model, good, real, n=30)
+    with pytest.raises(ValueError, match="n must be an integer from 2 to 33"):
+        fd_report(model, good, real, n=50, draws=3)                 # 100 images make 3 blocks of at most 33
 
 
 def test_random_shift_moves_content():

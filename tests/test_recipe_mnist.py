@@ -1,5 +1,4 @@
 """The MNIST U-Net recipe: its loss by hand, label dropout, and a tiny end-to-end run."""
-import functools
 import zlib
 
 import pytest
@@ -68,112 +67,59 @@ def test_tiny_run_end_to_end(tmp_path, mnist_root, monkeypatch):
                                atol=2e-2, rtol=2e-2)
 
 
-@pytest.fixture
-def short_path(monkeypatch):
-    """evaluate() with path_error's reference at 60 steps instead of 1,000: the bookkeeping is tested."""
-    monkeypatch.setattr(mnist, "path_error", functools.partial(mnist.path_error, exact_steps=60))
+def _eval_data():
+    """Stand-in MNIST: 9,000 "training" images and 1,000 "held-out" ones, classes 0-9 in turn."""
+    images = torch.rand(mnist.N_TRAIN + 1000, 1, 28, 28, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    return images, torch.arange(len(images)) % 10
 
 
-def test_evaluate_reports_every_setting_and_the_targets(short_path):
+def test_evaluate_scores_every_sampler_against_the_heldout_digits_only(monkeypatch):
     torch.manual_seed(0)
     model = mnist.make_model(channels=8).eval()                      # untrained: the bookkeeping is tested
-    images = torch.rand(mnist.N_TRAIN + 60, 1, 28, 28) * 2 - 1         # 60 "held-out" images after N_TRAIN
-    real_labels = torch.arange(len(images)) % 10
-    r = mnist.evaluate(model, images, real_labels, n=20, cfg_scale=2.0, grid_steps=(10, 50), cfg_scales=(1.0, 2.0),
-                       exact_steps=60, path_n=10, gams=(1.0, 1.5))
-    assert set(r["samplers"]) == {f"{s}_{k}" for s in ("ddim", "accelerated", "ddpm") for k in (10, 50)}
-    assert set(r["guidance"]) == {"ddim_50_cfg1", "ddim_50_cfg2"}
-    assert r["guidance"]["ddim_50_cfg1"] is r["samplers"]["ddim_50"]
-    for row in list(r["samplers"].values()) + list(r["guidance"].values()):
-        assert row["n"] == 20 and {"fd", "fd_floor", "accuracy", "sampler", "steps", "seed", "cfg_scale"} <= set(row)
-        assert row["class_matched"] and row["heldout"]["n"] == 20
+    images, real_labels = _eval_data()
+    seen = []
+    real_fd_report = __import__("diffusion_course.metrics", fromlist=["fd_report"]).fd_report
+
+    def spy(classifier, x, real, **kw):
+        seen.append((len(x), real))
+        return real_fd_report(classifier, x, real, **kw)
+
+    monkeypatch.setattr("diffusion_course.metrics.fd_report", spy)
+    r = mnist.evaluate(model, images, real_labels, n=70, draws=2, cfg_scale=2.0, grid_steps=(3, 10))
+    assert len(seen) == 7 and all(k == 140 and torch.equal(real, images[mnist.N_TRAIN:]) for k, real in seen)
+    assert set(r["samplers"]) == {f"{s}_{k}" for s in ("ddpm", "ddim", "accelerated") for k in (3, 10)}
+    for row in list(r["samplers"].values()) + [r["guided"]]:
+        assert (row["n"], row["draws"], row["class_matched"], row["reference"]) == (70, 2, True, mnist.HELDOUT)
+        assert {"fd", "fd_se", "fd_floor", "fd_floor_se", "accuracy", "sampler", "steps", "seed", "cfg_scale"} <= set(row)
+    assert (r["guided"]["sampler"], r["guided"]["steps"], r["guided"]["cfg_scale"]) == ("ddim", 50, 2.0)
     s = r["summary"]
-    assert s["fd_accelerated_10_over_ddim_50"] == round(r["samplers"]["accelerated_10"]["fd"] /
-                                                         r["samplers"]["ddim_50"]["fd"], 3)
-    assert s["guided_accuracy"] == r["guidance"]["ddim_50_cfg2"]["accuracy"]
-    fast = r["guided_accelerated_10"]
-    assert (fast["sampler"], fast["steps"], fast["cfg_scale"], fast["n"]) == ("accelerated", 10, 2.0, 20)
-    assert s["fd_accelerated_10_over_ddim_50_guided"] == round(fast["fd"] / r["guidance"]["ddim_50_cfg2"]["fd"], 3)
-    other = s["fd_ddim_50_other_seed"]
-    assert other["seed"] == 1 and other["ratio_to_seed"] == round(other["fd"] / r["samplers"]["ddim_50"]["fd"], 3)
-    exact = r["exact_path"]
-    assert (exact["sampler"], exact["steps"], exact["n"], exact["cfg_scale"]) == ("ddim", 60, 20, 1.0)
-    assert s["fd_accelerated_10_over_exact_path"] == round(r["samplers"]["accelerated_10"]["fd"] / exact["fd"], 3)
-    path = r["path_error"]
-    assert (path["n"], path["steps"], set(path["rms"])) == (10, [10, 50, 60], {"ddim", "accelerated"})
-    assert (path["gams"], path["gam_steps"], path["gam_rms"][0]) == ([1.0, 1.5], 10, path["rms"]["ddim"][0])
-    assert [(row["gam"], row["steps"]) for row in r["gam_sweep"]] == [(1.0, 10), (1.5, 10)]
-    assert r["gam_sweep"][0]["fd"] == r["samplers"]["ddim_10"]["fd"]              # gam 1 is DDIM
-    assert set(r["ddpm_bands"]) == set(mnist.DDPM_BANDS)
-    for name, row in r["ddpm_bands"].items():
-        want = ("ddim", 50, 20, list(mnist.DDPM_BANDS[name]))
-        assert (row["sampler"], row["steps"], row["n"], row["ddpm_band"]) == want
+    assert s["guided_accuracy"] == r["guided"]["accuracy"] and s["fd_accelerated_10_over_ddim_50"] is None  # no ddim_50
+    r = mnist.evaluate(model, images, real_labels, n=70, draws=2, samplers=("ddim", "accelerated"),
+                       grid_steps=(10, 50))
+    fast, slow = r["samplers"]["accelerated_10"], r["samplers"]["ddim_50"]
+    ratio = s = r["summary"]["fd_accelerated_10_over_ddim_50"]
+    assert ratio["ratio"] == round(fast["fd"] / slow["fd"], 3)
+    want_se = fast["fd"] / slow["fd"] * ((fast["fd_se"] / fast["fd"]) ** 2 + (slow["fd_se"] / slow["fd"]) ** 2) ** 0.5
+    assert ratio["se"] == pytest.approx(want_se, abs=1e-3)
 
 
-def test_ddpm_band_mixes_the_two_step_rules_by_sigma():
-    torch.manual_seed(0)
-    model = mnist.make_model(channels=8).eval()
-    labels = torch.arange(4)
-
-    def digits(sampler="ddim", band=None):
-        return mnist.sample_digits(model, labels, sampler, steps=6, cfg_scale=1.0, seed=0, ddpm_band=band)
-
-    ddim, ddpm = digits(), digits("ddpm")
-    assert torch.equal(digits(band=(100.0, 200.0)), ddim)          # no step in the band: all DDIM
-    assert torch.equal(digits(band=(0.0, 80.0)), ddpm)             # every step in the band: all DDPM
-    mixed = digits(band=(1.0, 5.0))                                # some of each: neither
-    assert not torch.equal(mixed, ddim) and not torch.equal(mixed, ddpm)
-    sigmas = mnist.sampling_sigmas(6)
-    segments = mnist._segments(sigmas, "ddim", (1.0, 5.0))
-    whole = torch.cat([segments[0][1]] + [part[1:] for _, part in segments[1:]])
-    assert torch.equal(whole, sigmas)                              # the segments join up into the schedule
-    for rule, part in segments:
-        assert all((1.0 < s <= 5.0) == (rule == "ddpm") for s in part[:-1].tolist())
-    with pytest.raises(ValueError, match="sampler='ddim'"):
-        digits("accelerated", (1.0, 5.0))
-
-
-def test_mean_ink_is_the_brightness_in_zero_one():
-    black, white = -torch.ones(2, 1, 28, 28), torch.ones(2, 1, 28, 28)
-    assert mnist.mean_ink(black) == 0.0 and mnist.mean_ink(white) == 1.0
-    assert mnist.mean_ink(torch.cat([black, white])) == 0.5
-
-
-def test_path_error_measures_the_distance_to_the_many_step_ddim_answer():
-    torch.manual_seed(0)
-    model = mnist.make_model(channels=8).eval()
-    r = mnist.path_error(model, steps=(3, 12), n=4, exact_steps=12, seed=2, gams=(2.0, 1.5), gam_steps=3)
-    labels = torch.arange(4) % 10
-    exact = mnist.sample_digits(model, labels, "ddim", 12, 1.0, 2)
-    fast = mnist.sample_digits(model, labels, "accelerated", 3, 1.0, 2)
-    assert (r["n"], r["seed"], r["steps"]) == (4, 2, [3, 12])
-    assert r["rms"]["ddim"][1] == 0.0                                # DDIM at exact_steps is the reference
-    assert r["rms"]["accelerated"][0] == round((fast - exact).pow(2).mean().sqrt().item(), 4)
-    assert r["exact_check"] == r["rms"]["accelerated"][1] > 0
-    assert r["gam_rms"][0] == r["rms"]["accelerated"][0]                       # gam 2 is the accelerated sampler
-    blend = mnist.sample_digits(model, labels, "ddim", 3, 1.0, 2, gam=1.5)
-    assert r["gam_rms"][1] == round((blend - exact).pow(2).mean().sqrt().item(), 4)
-    assert r["ink"]["accelerated"][0] == round((fast.mean().item() + 1) / 2, 4) == r["gam_ink"][0]
-    assert r["exact_ink"] == r["ink"]["ddim"][1] == round((exact.mean().item() + 1) / 2, 4)
-    assert r["gam_ink"][1] == round((blend.mean().item() + 1) / 2, 4)
-    with pytest.raises(ValueError, match="fresh noise"):
-        mnist.path_error(model, samplers=("ddpm",))
-    with pytest.raises(ValueError, match="positive integers"):
-        mnist.path_error(model, steps=(0, 10))
+def test_eval_n_is_checked_before_training(tmp_path):
+    with pytest.raises(ValueError, match="from 65 to 400"):
+        mnist.run(str(tmp_path / "m"), torch.device("cpu"), steps=1, eval_n=30)
+    assert not list(tmp_path.iterdir())                               # nothing trained, nothing written
 
 
 def test_interrupted_evaluation_resumes_from_its_finished_entries(tmp_path, monkeypatch):
     torch.manual_seed(0)
     model = mnist.make_model(channels=8).eval()
-    images = torch.rand(mnist.N_TRAIN + 60, 1, 28, 28) * 2 - 1
-    real_labels = torch.arange(len(images)) % 10
-    kw = dict(n=20, cfg_scale=2.0, grid_steps=(10,), cfg_scales=(1.0,), exact_steps=20, path_n=10, gams=(1.0,))
+    images, real_labels = _eval_data()
+    kw = dict(n=70, draws=1, cfg_scale=2.0, grid_steps=(10, 25))
     calls, cut_at = [], [None]
 
     def sample(model, labels, sampler, steps, cfg_scale, seed, **kwargs):
         """Stands in for sample_digits: counts its calls, can be cut off, and returns images that
         depend on the weights and the setting only (the bookkeeping is tested, not the sampling)."""
-        setting = (sampler, steps, cfg_scale, seed, kwargs.get("gam"), kwargs.get("ddpm_band"))
+        setting = (sampler, steps, cfg_scale, seed)
         calls.append(setting)
         if len(calls) == cut_at[0]:
             raise KeyboardInterrupt

@@ -48,7 +48,7 @@ def _choice(options):
 RULES = {name: (_positive, "a positive number") for name in (
     "steps", "batch_size", "width", "text_dim", "text_depth", "sweep_width", "sweep_batch_size", "latent_channels",
     "image_dim", "heads", "eval_galleries", "enc_blocks", "embed_dim", "dim", "dec_blocks", "channels",
-    "num_res_blocks", "scale_n", "lr", "sigma_min", "sigma_max", "eval_steps")}
+    "num_res_blocks", "scale_n", "lr", "sigma_min", "sigma_max", "eval_steps", "eval_draws")}
 RULES.update({name: (_at_least_0, "a number >= 0") for name in (
     "seed", "eval_n", "warmup", "sweep_steps", "shift", "weight_decay", "kl_weight", "eval_cfg_scale",
     "edge_weight")})
@@ -59,7 +59,7 @@ RULES.update(factor=(lambda v: v > 0 and v & (v - 1) == 0, "a power of 2 (4, 8, 
              sigma_kind=(_choice(SIGMA_KINDS), f"one of {', '.join(SIGMA_KINDS)}"),
              recon=(_choice(("l1", "mse")), "one of l1, mse"))
 # Settings that change only the evaluation after training: a finished run may be re-evaluated with others.
-EVAL_SETTINGS = ("eval_n", "eval_galleries", "eval_cfg_scale", "scale_n", "sweep_steps", "sweep_width",
+EVAL_SETTINGS = ("eval_n", "eval_draws", "eval_galleries", "eval_cfg_scale", "scale_n", "sweep_steps", "sweep_width",
                  "sweep_batch_size", "compile", "channels_last", "eval_steps")
 
 
