@@ -196,28 +196,42 @@ def attribute_features(judge, images, batch_size=500):
 
 
 @torch.no_grad()
-def realism(pipe, judge, clip, n=200, seed=0, split="heldout", p_two=0.5, batch_size=100, **call):
-    """FD and CLIP score of pictures made for n prompts, each beside what real scenes score.
+def realism(pipe, judge, clip, n=400, draws=3, seed=0, split="heldout", p_two=0.5, batch_size=100, **call):
+    """FD and CLIP score of pictures made for prompts, each beside what real scenes score.
 
-    The prompts are the canonical captions of n scenes drawn like make_scenes(split, p_two); the
-    real scenes are those scenes, rendered. FD (Heusel et al. 2017, in attribute_features space)
-    compares the generated set with them; its floor is the FD of n *other* real scenes of the same
-    kind against them (what a perfect generator scores at this n, since FD is biased upwards at
-    small n). The CLIP score is the mean cosine between a picture's CLIP embedding and its prompt's
-    (clip: the shipped clip.CLIP), for the generated pictures and for the real scenes.
-    Returns {"fd", "fd_floor", "clip_score", "clip_score_real", "n", "seed", **call}.
+    Draw k (of `draws`) takes n scenes drawn like make_scenes(split, p_two) and makes a picture
+    for each one's canonical caption; the real scenes are those scenes, rendered. FD (Heusel et
+    al. 2017, in attribute_features space) compares the pictures with them; its floor is the FD
+    of n *other* real scenes of the same kind against them (what a perfect generator scores at
+    this n: FD is biased upwards at small n). fd and fd_floor are means over the draws, with
+    standard errors fd_se, fd_floor_se. n must exceed the judge's feature dimension (256 for the
+    shipped judge): with fewer pictures the covariances are singular and FD is not a number to
+    compare. The CLIP score is the mean cosine between a picture's CLIP embedding and its
+    prompt's (clip: the shipped clip.CLIP), for the pictures and for the real scenes.
+    Returns {"fd", "fd_se", "fd_floor", "fd_floor_se", "clip_score", "clip_score_real", "n",
+    "draws", "seed", **call}.
     """
-    from .metrics import frechet_distance
+    from .metrics import _mean, _se, frechet_distance
+    dim = judge.head.in_features
+    if not isinstance(n, int) or n <= dim or not isinstance(draws, int) or draws < 2:
+        raise ValueError(f"realism needs n above the judge's {dim} features and draws >= 2 (for an error bar), "
+                         f"got n={n!r}, draws={draws!r}")
     gen_attrs = torch.Generator().manual_seed(seed)
-    attrs = shapes.sample_attributes(n, split=split, p_two=p_two, generator=gen_attrs)
-    others = shapes.sample_attributes(n, split=split, p_two=p_two, generator=gen_attrs)
-    prompts = shapes.captions(attrs)
     g = torch.Generator(device=getattr(pipe, "device", torch.device("cpu"))).manual_seed(seed)
-    made = torch.cat([pipe(prompts[i:i + batch_size], generator=g, **call) for i in range(0, n, batch_size)]) * 2 - 1
-    real, other = shapes.render(attrs), shapes.render(others)
-    f_real = attribute_features(judge, real)
-    text = clip.embed_prompts(prompts).float().cpu()                               # (n, E) unit vectors
-    cos = lambda images: (clip.embed_images(images).float().cpu() * text).sum(1).mean().item()   # noqa: E731
-    return {"fd": round(frechet_distance(attribute_features(judge, made), f_real), 3),
-            "fd_floor": round(frechet_distance(attribute_features(judge, other), f_real), 3),
-            "clip_score": round(cos(made), 4), "clip_score_real": round(cos(real), 4), "n": n, "seed": seed, **call}
+    fds, floors, made_cos, real_cos = [], [], [], []
+    for _ in range(draws):
+        attrs = shapes.sample_attributes(n, split=split, p_two=p_two, generator=gen_attrs)
+        others = shapes.sample_attributes(n, split=split, p_two=p_two, generator=gen_attrs)
+        prompts = shapes.captions(attrs)
+        made = torch.cat([pipe(prompts[i:i + batch_size], generator=g, **call)
+                          for i in range(0, n, batch_size)]) * 2 - 1                    # (n, 3, 64, 64)
+        real = shapes.render(attrs)
+        f_real = attribute_features(judge, real)
+        fds.append(frechet_distance(attribute_features(judge, made), f_real))
+        floors.append(frechet_distance(attribute_features(judge, shapes.render(others)), f_real))
+        text = clip.embed_prompts(prompts).float().cpu()                           # (n, E) unit vectors
+        made_cos.append((clip.embed_images(made).float().cpu() * text).sum(1).mean().item())
+        real_cos.append((clip.embed_images(real).float().cpu() * text).sum(1).mean().item())
+    return {"fd": round(_mean(fds), 2), "fd_se": round(_se(fds), 2), "fd_floor": round(_mean(floors), 2),
+            "fd_floor_se": round(_se(floors), 2), "clip_score": round(_mean(made_cos), 4),
+            "clip_score_real": round(_mean(real_cos), 4), "n": n, "draws": draws, "seed": seed, **call}

@@ -150,8 +150,11 @@ def test_realism_fd_sits_at_its_floor_for_real_scenes_and_clip_score_sees_the_pr
             return torch.tensor(shapes.BACKGROUND).view(1, 3, 1, 1).repeat(len(prompts), 1, 64, 64)
 
     clip = load_model("clip_shapes")
-    real = realism(Realistic(), judge, clip, n=200, seed=0, guidance_scale=4.0)
-    assert real["fd"] < 1.3 * real["fd_floor"] and real["n"] == 200 and real["guidance_scale"] == 4.0
+    real = realism(Realistic(), judge, clip, n=300, draws=2, seed=0, guidance_scale=4.0)
+    assert real["fd"] < 1.3 * real["fd_floor"] and (real["n"], real["draws"], real["guidance_scale"]) == (300, 2, 4.0)
+    assert real["fd_se"] > 0 and real["fd_floor_se"] > 0
     assert real["clip_score_real"] > 0.6 and real["clip_score"] < 0.3
-    blank = realism(Blank(), judge, clip, n=200, seed=0)
+    blank = realism(Blank(), judge, clip, n=300, draws=2, seed=0)
     assert blank["fd"] > 10 * blank["fd_floor"] and blank["fd_floor"] == real["fd_floor"]
+    with pytest.raises(ValueError, match="above the judge's 256 features"):
+        realism(Blank(), judge, clip, n=200)

@@ -14,8 +14,11 @@ prompt", which classifier-free guidance needs.
 Metrics (adherence.py; every entry records its n, seed, sampler, steps and guidance scale):
 what the judge reads back from pictures made for held-out single-object prompts, for
 two-object prompts (binding, relation) and for partial prompts, beside the judge's own
-accuracy on real scenes; FD (in the judge's feature space) and CLIP score against real scenes,
-each beside its floor; and the time to make 4 pictures of the intro's prompt.
+accuracy on real scenes; FD (in the judge's feature space, 3 draws of 400 pictures, with
+standard errors) and CLIP score against real scenes, each beside its floor; and the time to
+make 4 pictures of the intro's prompt.
+
+    python -m diffusion_course evaluate text2image     # the card's metrics again, for the shipped weights
 """
 import time
 
@@ -34,6 +37,7 @@ from . import defaults, training_settings
 NAME = "t2i_shapes"
 HALF = True
 INTRO_PROMPT = "a red circle to the left of a blue square"
+REALISM_N, REALISM_DRAWS = 400, 3       # FD needs n above the judge's 256 features; 3 draws give an error bar
 
 
 def make_unet(context_dim, latent_channels=4, channels=64, num_res_blocks=1, heads=4):
@@ -120,13 +124,23 @@ def evaluate(pipe, n=200, steps=30, cfg_scale=4.0, seed=0):
             "partial": prompts_for(n, seed=50_002, split="train", p_two=0.3, p_partial=1.0)}
     out = {name: adherence(pipe, prompts, judge, seed=seed, **call) for name, prompts in sets.items()}
     out["judge_on_real_scenes"] = judge_accuracy(judge, n=1000, seed=40_000, split="heldout", p_two=0.5)
-    out["realism"] = realism(pipe, judge, load_model("clip_shapes", device=pipe.device), n, seed=50_003, **call)
+    out["realism"] = realism(pipe, judge, load_model("clip_shapes", device=pipe.device), REALISM_N, REALISM_DRAWS,
+                             seed=50_003, **call)
     gen = torch.Generator(device=pipe.device).manual_seed(seed)
     pipe(INTRO_PROMPT, num_inference_steps=2, generator=gen)                          # warm-up
     t0 = time.perf_counter()
     pipe(INTRO_PROMPT, num_images_per_prompt=4, generator=gen, **call)
     out["seconds_for_4_images"] = {"seconds": round(time.perf_counter() - t0, 2), "prompt": INTRO_PROMPT, **call}
     return out
+
+
+def reevaluate(model, out, eval_n=200, eval_steps=30, eval_cfg_scale=4.0, **training):
+    """The card's metrics for a trained checkpoint at `out` (its card names the text encoder and VAE;
+    `model` is its U-Net, already loaded): `python -m diffusion_course evaluate text2image`."""
+    if eval_n == 0:
+        return {}
+    pipe = TextToImage.from_pretrained(out, device=next(model.parameters()).device)
+    return evaluate(pipe, eval_n, eval_steps, eval_cfg_scale)
 
 
 DEFAULTS = defaults(run)                 # every setting of run(), for the command line and the card

@@ -11,12 +11,13 @@ recipe measures what unfreezing does on the shapes world.
     python -m diffusion_course train text2image_joint
 
 Writes the U-Net as `t2i_shapes_joint` and its text encoder beside it as `t2i_shapes_joint_text`
-(TextToImage.from_pretrained loads both); the metrics are text2image's, on the same prompts.
+(TextToImage.from_pretrained loads both); the metrics are text2image's, on the same prompts, and
+`python -m diffusion_course evaluate text2image_joint` measures them again.
 """
 from ..checkpoint import save_checkpoint
 from ..pipeline import TEXT_ENCODER_SUFFIX
 from . import defaults, training_settings
-from .text2image import HALF, fit  # noqa: F401  (HALF: the U-Net is stored in fp16 like text2image's)
+from .text2image import HALF, fit, reevaluate  # noqa: F401  (HALF, reevaluate: as text2image's)
 
 NAME = "t2i_shapes_joint"
 
