@@ -63,6 +63,18 @@ def test_mnist_classifier_accuracy_as_its_card_says(mnist_root, monkeypatch):
     assert acc == pytest.approx(card["metrics"]["heldout_accuracy"], abs=0.002)
 
 
+def test_every_fd_on_the_mnist_card_is_against_unseen_digits_with_error_bars():
+    """FD against the digits neither the U-Net nor the classifier trained on, n above the classifier's
+    64 features, several draws with standard errors, and the floor computed the same way."""
+    from diffusion_course.recipes import mnist
+    samples = read_card("mnist_unet")["metrics"]["samples"]
+    rows = list(samples["samplers"].values()) + [samples["guided"]]
+    assert len(rows) == 13
+    for r in rows:
+        assert r["reference"] == mnist.HELDOUT and r["class_matched"] and 64 < r["n"] <= mnist.HELDOUT_N
+        assert r["draws"] >= 2 and r["fd_se"] > 0 and r["fd_floor_se"] > 0 and r["fd"] > r["fd_floor"] > 0
+
+
 def test_mnist_unet_draws_the_digits_asked_for():
     """Loading is not enough: with the current sampling code the shipped weights must still draw
     digits that the classifier recognises as the ones asked for."""
