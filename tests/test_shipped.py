@@ -75,6 +75,15 @@ def test_every_fd_on_the_mnist_card_is_against_unseen_digits_with_error_bars():
         assert r["draws"] >= 2 and r["fd_se"] > 0 and r["fd_floor_se"] > 0 and r["fd"] > r["fd_floor"] > 0
 
 
+@pytest.mark.parametrize("name", ["t2i_shapes", "t2i_shapes_joint"])
+def test_text_to_image_fd_is_above_the_judges_feature_count_with_error_bars(name):
+    if name not in list_checkpoints():
+        pytest.skip(f"{name} is not shipped")
+    r = read_card(name)["metrics"]["realism"]
+    dim = load_model("shapes_attributes").head.in_features
+    assert r["n"] > dim and r["draws"] >= 2 and r["fd_se"] > 0 and r["fd_floor_se"] > 0 and r["fd_floor"] > 0
+
+
 def test_mnist_unet_draws_the_digits_asked_for():
     """Loading is not enough: with the current sampling code the shipped weights must still draw
     digits that the classifier recognises as the ones asked for."""
