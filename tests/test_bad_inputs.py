@@ -415,7 +415,9 @@ def test_ctrl_c_prints_the_resume_line_only(tmp_path, mnist_root):
     out = tmp_path / "clf"
     p = subprocess.Popen([sys.executable, "-m", "diffusion_course", "train", "classifier", "--out", str(out),
                           "--steps", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         env=dict(_env(), DIFFUSION_COURSE_DATA=str(mnist_root), DIFFUSION_COURSE_PROGRESS="1"))
+                         env=dict(_env(), DIFFUSION_COURSE_DATA=str(mnist_root), DIFFUSION_COURSE_PROGRESS="1"),
+                         # a test run started in the background inherits SIGINT ignored: give the child Ctrl-C back
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen, deadline = b"", time.time() + 120
     while b"classifier:" not in seen and time.time() < deadline and p.poll() is None:   # its progress bar: training
         seen += os.read(p.stderr.fileno(), 4096)
