@@ -792,10 +792,10 @@ for label, c in (("frozen", card), ("trained", joint_card)):
     r = c["metrics"]["realism"]
     print(f"{label:>8}: FD {r['fd']:.0f} +- {r['fd_se']:.0f} (floor {r['fd_floor']:.0f}), CLIP score {r['clip_score']:.2f}")
 joint_overlap = attention_in_objects(joint, n=sized(100, 500), sigmas=(1.0,), seed=0)[1.0]
-print(f"attention inside its own object at sigma 1 (n = {joint_overlap['n']} words; chance "
-      f"{joint_overlap['chance']:.2f}): colour words {overlap[1.0]['color']:.2f} frozen, "
-      f"{joint_overlap['color']:.2f} trained; shape words {overlap[1.0]['shape']:.2f} frozen, "
-      f"{joint_overlap['shape']:.2f} trained")
+print(f"attention inside its own object at sigma 1 (n = {joint_overlap['n']} words, chance "
+      f"{joint_overlap['chance']:.2f}):")
+print(f"  colour words {overlap[1.0]['color']:.2f} frozen, {joint_overlap['color']:.2f} trained; "
+      f"shape words {overlap[1.0]['shape']:.2f} frozen, {joint_overlap['shape']:.2f} trained")
 '''
 JOINT_FINDINGS = '''
 Training the text encoder with the U-Net helped most where the frozen one failed most:
