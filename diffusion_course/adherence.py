@@ -211,7 +211,9 @@ def realism(pipe, judge, clip, n=400, draws=3, seed=0, split="heldout", p_two=0.
     Returns {"fd", "fd_se", "fd_floor", "fd_floor_se", "clip_score", "clip_score_real", "n",
     "draws", "seed", **call}.
     """
-    from .metrics import _mean, _se, frechet_distance
+    from statistics import fmean
+
+    from .metrics import frechet_distance, standard_error
     dim = judge.head.in_features
     if not isinstance(n, int) or n <= dim or not isinstance(draws, int) or draws < 2:
         raise ValueError(f"realism needs n above the judge's {dim} features and draws >= 2 (for an error bar), "
@@ -232,6 +234,6 @@ def realism(pipe, judge, clip, n=400, draws=3, seed=0, split="heldout", p_two=0.
         text = clip.embed_prompts(prompts).float().cpu()                           # (n, E) unit vectors
         made_cos.append((clip.embed_images(made).float().cpu() * text).sum(1).mean().item())
         real_cos.append((clip.embed_images(real).float().cpu() * text).sum(1).mean().item())
-    return {"fd": round(_mean(fds), 2), "fd_se": round(_se(fds), 2), "fd_floor": round(_mean(floors), 2),
-            "fd_floor_se": round(_se(floors), 2), "clip_score": round(_mean(made_cos), 4),
-            "clip_score_real": round(_mean(real_cos), 4), "n": n, "draws": draws, "seed": seed, **call}
+    return {"fd": round(fmean(fds), 2), "fd_se": round(standard_error(fds), 2), "fd_floor": round(fmean(floors), 2),
+            "fd_floor_se": round(standard_error(floors), 2), "clip_score": round(fmean(made_cos), 4),
+            "clip_score_real": round(fmean(real_cos), 4), "n": n, "draws": draws, "seed": seed, **call}

@@ -4,14 +4,10 @@
     python tools/build_ch7.py --markdown-only    # only the text changed: keep the executed outputs
 """
 import sys
-from pathlib import Path
 
 import nbformat
 
 cells = []
-# Section 9 compares the shipped model with the one trained with its text encoder (recipe
-# text2image_joint) once that checkpoint is shipped; until then it says how to make it.
-JOINT = (Path(__file__).resolve().parents[1] / "checkpoints" / "t2i_shapes_joint.json").exists()
 
 
 def md(text):
@@ -760,20 +756,13 @@ same words rearranged (its binding and relation probes sit at chance, above); th
 that tower's vectors. And section 2 measured that the U-Net does not read each word where its
 object is. Nothing in this pipeline is ever asked to keep "red" with "circle".
 
-''' + ('''
 **One change that should help**: let the text encoder keep learning, together with the U-Net,
 from the denoising loss, so that it is asked where every word's colour and shape go. The
 package has it as a recipe of its own, `python -m diffusion_course train text2image_joint`,
 and ships its result as `t2i_shapes_joint`: the same run (the same U-Net, scenes, steps and
 seed) with the text encoder unfrozen. Both cards hold the same table for the same prompts,
 and we measure where each U-Net's words look, as in section 2:
-''' if JOINT else '''
-**One change that should help**: let the text encoder keep learning, together with the U-Net,
-from the denoising loss, so that it is asked where every word's colour and shape go. The
-package has it as a recipe of its own, `python -m diffusion_course train text2image_joint`
-(the same run with the text encoder unfrozen). When it has run, its card holds the same table
-for the same prompts: compare the two.
-'''))
+''')
 
 JOINT_CODE = '''
 joint_card = read_card("t2i_shapes_joint")
@@ -820,9 +809,8 @@ denoiser run sees; large models that bind better (Imagen) use a much larger text
 instead {cite}`saharia2022photorealistic`. Both runs here had the same U-Net, scenes, steps and
 seed; only the text encoder's training differed.
 '''
-if JOINT:
-    code(JOINT_CODE)
-    md(JOINT_FINDINGS)
+code(JOINT_CODE)
+md(JOINT_FINDINGS)
 
 md('''
 ## 10. Try it yourself
@@ -936,11 +924,11 @@ md('''
   **binding** (each colour on its own shape) fails nine times in ten, as it does in Stable
   Diffusion, for reasons this chapter measured: a text encoder trained only to match whole
   captions, and a U-Net that does not read each word where its object is.
-''' + ('''
+
 - Letting the text encoder learn together with the U-Net (`t2i_shapes_joint`, the same run)
   more than doubled binding and lifted held-out shapes, but left the relation where it was:
   the frozen text tower was part of the problem, not all of it.
-''' if JOINT else ''))
+''')
 
 PATH = "book/07_text_to_image.ipynb"
 if "--markdown-only" in sys.argv:        # text edits: keep the executed outputs, the code must be unchanged

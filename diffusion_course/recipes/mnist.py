@@ -222,24 +222,24 @@ def run(out, device, steps=18000, batch_size=32, lr=1e-3, channels=16, num_res_b
                "sampling_schedule": f"loglinear, sigma {sigma_max} -> {sigma_min}",
                "train_seconds": round(result.seconds, 1), "resumed_from_step": result.resumed_from}
     metrics.update(reevaluate(ema, out, eval_n=eval_n, eval_draws=eval_draws, eval_cfg_scale=eval_cfg_scale,
-                              seed=seed, sigma_min=sigma_min, sigma_max=sigma_max))
+                              seed=seed, sigma_min=sigma_min, sigma_max=sigma_max, data=(images, labels)))
     k, n_steps = (64, 50) if eval_n else (10, 10)           # a development run: a quick look only
     metrics["fp16_weights"] = fp16_check(ema, k, n_steps, seed, sigma_min, sigma_max)
     return ema.cpu(), metrics
 
 
 def reevaluate(model, out, eval_n=HELDOUT_N, eval_draws=5, eval_cfg_scale=3.0, seed=0, sigma_min=0.01,
-               sigma_max=80.0, **training):
+               sigma_max=80.0, data=None, **training):
     """The card's sample metrics of a trained model: {"samples": evaluate(...)}.
 
     Called by run() after training, and by `python -m diffusion_course evaluate mnist` on the
-    shipped weights (the training settings in `training` are ignored). eval_n = 0 is a
-    development run: no evaluation.
+    shipped weights (the training settings in `training` are ignored). data: the MNIST test split
+    (images, labels) if already loaded. eval_n = 0 is a development run: no evaluation.
     """
     _check_eval(eval_n)
     if eval_n == 0:
         return {"samples": {"skipped": "eval_n=0 (a development run)"}}
-    images, labels = load_mnist("test")
+    images, labels = data if data is not None else load_mnist("test")
     progress = f"{out}.eval.state.json"                 # finished entries, removed once all are done
     samples = evaluate(model, images, labels, eval_n, eval_draws, eval_cfg_scale, seed, sigma_min, sigma_max,
                        progress=progress)
