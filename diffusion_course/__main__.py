@@ -42,6 +42,7 @@ RECIPES = {
     "vae": "diffusion_course.recipes.vae",                # the latent autoencoder
     "text2image": "diffusion_course.recipes.text2image",  # the latent U-Net of the text-to-image pipeline
     "text2image_joint": "diffusion_course.recipes.text2image_joint",  # ... with the text encoder trained too
+    "text2image_pixels": "diffusion_course.recipes.text2image_pixels",  # ... on pixels, no painter
 }
 # What a user's mistake raises in the package: reported in one line, no traceback.
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FloatingPointError, PermissionError)

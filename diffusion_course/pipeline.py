@@ -33,6 +33,33 @@ from .sampling import SAMPLERS, check_eps, guided_eps, step
 
 
 TEXT_ENCODER_SUFFIX = "_text"         # a jointly trained text encoder's checkpoint: the U-Net's name + this
+PIXELS = "pixels"                     # the painter setting of a model that denoises pictures, not latents
+
+
+class PixelSpace(torch.nn.Module):
+    """No painter: the "latents" of a pixel-space model are the pictures themselves, (B, 3, 64, 64) in
+    [-1, 1], so encode and decode return their input. It stands where the VAE stands, so that the same
+    pipeline, recipe and metrics serve chapter 7's latent-versus-pixels comparison."""
+    latent_channels, factor = 3, 1
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("scale", torch.ones(()))      # no weights; it says which device it lives on
+
+    def latent_shape(self, image_shape):
+        return tuple(image_shape)
+
+    def encode(self, x):
+        return x
+
+    def decode(self, z):
+        return z
+
+
+def load_painter(name, device=None):
+    """The painter a text-to-image card names: a VAE checkpoint, or "pixels" for none (PixelSpace)."""
+    from .checkpoint import load_model
+    return PixelSpace().to(device or "cpu") if name == PIXELS else load_model(name, device=device)
 
 
 @dataclass
@@ -50,7 +77,8 @@ class TextToImage:
 
     unet:          UNet(in_channels=vae.latent_channels, context_dim=text_encoder.dim)
     text_encoder:  text.TextEncoder: prompts -> per-token vectors and a padding mask
-    vae:           vae.VAE: its decoder paints latents into pixels (its encoder serves img2img)
+    vae:           vae.VAE: its decoder paints latents into pixels (its encoder serves img2img);
+                   PixelSpace() for a U-Net that denoises the pictures themselves
     sigma_min, sigma_max: the sampling schedule's ends (log-linear in between), in latent units
     """
 
@@ -76,7 +104,7 @@ class TextToImage:
             text = load_model(str(resolve(name).with_suffix("")) + TEXT_ENCODER_SUFFIX, device=device)
         else:
             text = load_model(settings.get("text_encoder", "clip_shapes"), device=device).text
-        vae = load_model(settings.get("vae", "vae_shapes"), device=device)
+        vae = load_painter(settings.get("vae", "vae_shapes"), device=device)
         return cls(unet, text, vae, settings.get("sigma_min", 0.01), settings.get("sigma_max", 80.0))
 
     @property

@@ -84,3 +84,24 @@ def test_the_joint_recipe_trains_the_text_encoder_too_and_loads_both(tmp_path):
     assert moved(joint) and not moved(frozen)
     assert json.loads((tmp_path / "joint.json").read_text())["recipe"] == "text2image_joint"
     assert joint("a red shape", num_inference_steps=2).shape == (1, 3, 64, 64)
+
+
+def test_the_pixel_recipe_denoises_pictures_with_the_same_pipeline(tmp_path):
+    """text2image_pixels: no painter (PixelSpace), a U-Net on 64x64x3 pictures; the pipeline loads it by
+    name, and img2img / inpainting work on the pictures directly (outside the mask: the input, exactly)."""
+    from diffusion_course.__main__ import main
+    from diffusion_course.pipeline import PixelSpace
+    torch.manual_seed(0)
+    tok = Tokenizer(shapes.vocabulary(partial=True))
+    save_checkpoint(tmp_path / "clip", CLIP(tok.config["vocab"], embed_dim=8, text_dim=8, text_depth=1, heads=2,
+                                             width=8, image_dim=8))
+    main(["train", "text2image_pixels", "--out", str(tmp_path / "px"), "--steps", "2", "--batch_size", "2",
+          "--channels", "8", "--text_encoder", str(tmp_path / "clip"), "--eval_n", "0"])
+    pipe = TextToImage.from_pretrained(str(tmp_path / "px"))
+    assert isinstance(pipe.vae, PixelSpace) and pipe.unet.config["in_channels"] == 3
+    assert pipe.unet.config["attention_levels"] == [2, 3] or pipe.unet.config["attention_levels"] == (2, 3)
+    image, mask = torch.rand(1, 3, 64, 64), torch.zeros(1, 1, 64, 64)
+    mask[..., :16, :16] = 1
+    out = pipe("a red shape", image=image, mask=mask, strength=0.5, num_inference_steps=2)
+    assert torch.allclose(out[..., 16:, :], image[..., 16:, :], atol=1e-6)      # untouched outside the mask
+    assert not torch.allclose(out[..., :16, :16], image[..., :16, :16], atol=1e-2)

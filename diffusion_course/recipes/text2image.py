@@ -28,7 +28,7 @@ import torch.nn as nn
 from ..adherence import adherence, judge_accuracy, prompts_for, realism
 from ..checkpoint import load_model
 from ..noise import add_noise, training_sigmas
-from ..pipeline import TextToImage
+from ..pipeline import PIXELS, TextToImage, load_painter
 from ..shapes import make_scenes
 from ..train import train
 from ..unet import UNet, v_loss
@@ -40,14 +40,17 @@ INTRO_PROMPT = "a red circle to the left of a blue square"
 REALISM_N, REALISM_DRAWS = 400, 3       # FD needs n above the judge's 256 features; 3 draws give an error bar
 
 
-def make_unet(context_dim, latent_channels=4, channels=64, num_res_blocks=1, heads=4):
+def make_unet(context_dim, latent_channels=4, channels=64, num_res_blocks=1, heads=4, pixels=False):
     """The latent U-Net: 8x8 -> 4x4, self- and cross-attention at both sizes (3.1M parameters by default).
 
     A 1.2M-parameter one (channels=40) trained 8000 steps drew only blobs (shape right for 23-31% of
     prompts, unconditional samples blobs too); a wider U-Net costs little more per step here, where
-    encoding the batch with the VAE takes 40% of the time."""
-    return UNet(in_channels=latent_channels, channels=channels, channel_mults=(1, 2), num_res_blocks=num_res_blocks,
-                attention_levels=(0, 1), context_dim=context_dim, heads=heads)
+    encoding the batch with the VAE takes 40% of the time.
+    pixels=True: the U-Net of a pixel-space model (recipe text2image_pixels), 64 -> 32 -> 16 -> 8 with
+    attention at 16x16 and 8x8 only (at 64x64 one attention layer compares 4,096 positions with each other)."""
+    mults, attention = ((1, 2, 4, 4), (2, 3)) if pixels else ((1, 2), (0, 1))
+    return UNet(in_channels=latent_channels, channels=channels, channel_mults=mults, num_res_blocks=num_res_blocks,
+                attention_levels=attention, context_dim=context_dim, heads=heads)
 
 
 def run(out, device, steps=16000, batch_size=64, lr=5e-4, channels=64, num_res_blocks=1, p_uncond=0.1,
@@ -71,9 +74,10 @@ def fit(out, device, s, steps, eval_n, eval_steps, eval_cfg_scale, joint=False):
     """Train the latent U-Net with settings `s` (a recipe's run arguments); joint=True also trains the
     text encoder (started from the shipped CLIP's text tower). Returns (EMA U-Net, metrics, EMA text encoder)."""
     text = load_model(s["text_encoder"], device=device).text.requires_grad_(joint)   # frozen, as in SD
-    painter = load_model(s["vae"], device=device).requires_grad_(False)
+    painter = load_painter(s["vae"], device=device).requires_grad_(False)
     torch.manual_seed(s["seed"])                                                   # the initial weights
-    unet = make_unet(text.dim, painter.latent_channels, s["channels"], s["num_res_blocks"]).to(device)
+    unet = make_unet(text.dim, painter.latent_channels, s["channels"], s["num_res_blocks"],
+                     pixels=s["vae"] == PIXELS).to(device)
     batch_size, p_uncond = s["batch_size"], s["p_uncond"]
 
     def read(text_encoder, captions, drop):
