@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from .checks import check_finite, to_model, weights_of
 from .noise import schedule
 from .runtime import progress
-from .sampling import SAMPLERS, check_eps, guided_eps, step
+from .sampling import SAMPLERS, advance, check_eps, guided_eps
 
 
 TEXT_ENCODER_SUFFIX = "_text"         # a jointly trained text encoder's checkpoint: the U-Net's name + this
@@ -152,7 +152,7 @@ class TextToImage:
         negative_prompt: what the picture should not show; it replaces "no prompt" in guidance.
         num_inference_steps: sampler steps (from sigma_max, or from the img2img start, to sigma_min).
         guidance_scale: 1 is the plain conditional model, 0 ignores the prompt; typical 2-7.
-        sampler: 'ddim', 'ddpm' or 'accelerated' (sampling.SAMPLERS).
+        sampler: 'ddim', 'ddpm', 'accelerated', 'heun' or 'dpmpp_2m' (sampling.SAMPLERS).
         generator: a torch.Generator on the pipeline's device, for repeatable pictures.
         num_images_per_prompt: pictures per prompt (B = prompts x this).
         image: (B, 3, 64, 64) or (3, 64, 64) in [0, 1], the starting picture of img2img / inpainting;
@@ -200,15 +200,17 @@ class TextToImage:
             x = sigmas[0].item() * noise                                                 # pure noise
         if mask is not None:
             m = _latent_mask(mask, b, shape, device)                                     # (B, 1, 8, 8), 1 = repaint
-        rule = SAMPLERS[sampler]
         out = Generation(images=None, latents=None, prompts=prompts)
-        eps_prev = None
+        memory = None
         for i in progress(range(len(sigmas) - 1), desc="denoising", leave=False):         # the denoising loop
             sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
-            eps = guided_eps(self.unet, x, sigma, cond, guidance_scale, null)            # (B, 4, 8, 8)
-            check_eps(eps, i, len(sigmas) - 1, sigma, guidance_scale)
-            x, x0 = step(x, eps, eps_prev, sigma, sigma_next, rule["gam"], rule["mu"], generator)
-            eps_prev = eps
+
+            def eps_fn(x, sigma):
+                eps = guided_eps(self.unet, x, sigma, cond, guidance_scale, null)        # (B, 4, 8, 8)
+                check_eps(eps, i, len(sigmas) - 1, sigma, guidance_scale)
+                return eps
+
+            x, x0, _, memory = advance(eps_fn, x, sigma, sigma_next, memory, generator=generator, **SAMPLERS[sampler])
             if m is not None:                                # outside the mask: the input, noised to sigma_next
                 x = m * x + (1 - m) * (z0 + sigma_next * noise)
             if return_steps:

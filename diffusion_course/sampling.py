@@ -19,6 +19,21 @@ the two knobs are the classic step rules:
                         not momentum's running average) and needs fewer steps.
 With classifier-free guidance (Ho & Salimans) the model is run on the conditional and the
 unconditional inputs in one batch, and eps = eps_uncond + cfg_scale * (eps_cond - eps_uncond).
+
+Two higher-order rules (chapter 8) use the same interface (solver=...). DDIM is Euler's method on
+the sampling ODE dx/dsigma = eps(x, sigma), with error proportional to the step (first order);
+these two err like the step squared (second order):
+    heun      (Karras et al. 2022, Alg. 1): an Euler step to x', then the step again with the
+              average of the slopes at both ends:
+              x <- x - (sigma - sigma_next) * (eps(x, sigma) + eps(x', sigma_next)) / 2.      (5)
+              Two network evaluations a step (one on a last step to sigma_next = 0).
+    dpmpp_2m  (Lu et al. 2022, DPM-Solver++(2M), in the sigma form): DDIM's step written with
+              the guess x0 = x - sigma * eps is x <- (sigma_next / sigma) x + (1 - sigma_next / sigma) x0;
+              this rule replaces x0 by a line through this step's and the previous step's x0,
+              D = (1 + 1/(2r)) x0 - x0_prev / (2r),   r = ln(sigma_prev / sigma) / ln(sigma / sigma_next),  (6)
+              one evaluation a step, like DDIM (its first step is DDIM's). Where the accelerated
+              sampler extrapolates eps with a fixed weight, this extrapolates x0, weighted by the
+              steps' lengths in log sigma.
 """
 import math
 from dataclasses import dataclass
@@ -30,7 +45,10 @@ from .checks import check_finite, weights_of
 DDPM = dict(gam=1.0, mu=0.5)
 DDIM = dict(gam=1.0, mu=0.0)
 ACCELERATED = dict(gam=2.0, mu=0.0)
-SAMPLERS = {"ddpm": DDPM, "ddim": DDIM, "accelerated": ACCELERATED}
+HEUN = dict(solver="heun")
+DPMPP_2M = dict(solver="dpmpp_2m")
+SAMPLERS = {"ddpm": DDPM, "ddim": DDIM, "accelerated": ACCELERATED, "heun": HEUN, "dpmpp_2m": DPMPP_2M}
+SOLVERS = (None, "heun", "dpmpp_2m")        # None: the (gam, mu) rules of eqs. (1)-(4)
 
 
 @dataclass
@@ -67,7 +85,7 @@ def guided_eps(model, x, sigma, cond=None, cfg_scale=1.0, null_cond=None):
     return eps_uncond + cfg_scale * (eps_cond - eps_uncond)
 
 
-def _validate(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond):
+def _validate(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond, solver=None):
     if not isinstance(sigmas, torch.Tensor):
         sigmas = torch.as_tensor(sigmas, dtype=torch.float32)
     if sigmas.ndim != 1 or len(sigmas) < 2:
@@ -76,6 +94,8 @@ def _validate(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond):
     if not torch.isfinite(sigmas).all() or (sigmas[:-1] <= sigmas[1:]).any() or sigmas[-1] < 0 or sigmas[0] <= 0:
         raise ValueError("sigmas must be finite, positive and strictly decreasing (largest noise first, the last "
                          f"may be 0), got {sigmas.tolist()[:6]}{' ...' if len(sigmas) > 6 else ''}")
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}: expected None (the gam, mu rules), 'heun' or 'dpmpp_2m'")
     if not 0.0 <= mu < 1.0:
         raise ValueError(f"mu must be in [0, 1) (0: DDIM, 0.5: DDPM), got {mu!r}")
     if not math.isfinite(gam) or gam <= 0:
@@ -114,26 +134,27 @@ def _validate(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond):
 
 
 def sample(model, sigmas, shape=None, x=None, gam=1.0, mu=0.0, cond=None, cfg_scale=1.0, null_cond=None,
-           generator=None, device=None):
-    """Run the sampler of eqs. (1)-(4), yielding a `Step` after every step.
+           generator=None, device=None, solver=None):
+    """Run the sampler of eqs. (1)-(4), or a higher-order solver (5)-(6), yielding a `Step` after every step.
 
     model:     obeys model(x, sigma, cond=None) -> eps.
     sigmas:    steps + 1 strictly decreasing noise levels (noise.schedule(...)); the last may be 0.
     shape:     output shape, e.g. (16, 1, 28, 28): start from sigmas[0] * N(0, I);
     x:         or a starting tensor already at noise level sigmas[0] (img2img).
     gam, mu:   the step rule: DDIM (1, 0), DDPM (1, 0.5), accelerated (2, 0); see SAMPLERS.
+    solver:    None for the (gam, mu) rules, or 'heun' / 'dpmpp_2m' (eqs. 5, 6; gam and mu unused).
     cond, cfg_scale, null_cond: conditioning and classifier-free guidance (see guided_eps).
     generator: a torch.Generator on the sampling device, for repeatable noise.
     Bad arguments raise ValueError here, at the call, not at the first step. x is kept in float32
     (or x's own float dtype) whatever the model's dtype: the model sees it converted. A step whose
     noise prediction is NaN or infinite stops with FloatingPointError naming the step.
     """
-    sigmas = _validate(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond)
-    return _steps(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond, generator, device)
+    sigmas = _validate(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond, solver)
+    return _steps(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond, generator, device, solver)
 
 
 @torch.no_grad()
-def _steps(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond, generator, device):
+def _steps(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond, generator, device, solver):
     device = torch.device(device) if device is not None else (
         generator.device if generator is not None else weights_of(model)[0])
     if x is None:
@@ -141,14 +162,43 @@ def _steps(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond, generat
     x = x.to(device)
     if x.dtype in (torch.float16, torch.bfloat16):
         x = x.float()                                   # the sampler's own arithmetic stays in float32
-    eps_prev = None
+    memory = None
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
-        eps = guided_eps(model, x, sigma, cond, cfg_scale, null_cond).to(x.dtype)
-        check_eps(eps, i, len(sigmas) - 1, sigma, cfg_scale)
-        x, x0 = step(x, eps, eps_prev, sigma, sigma_next, gam, mu, generator)
-        eps_prev = eps
+
+        def eps_fn(x, sigma):
+            eps = guided_eps(model, x, sigma, cond, cfg_scale, null_cond).to(x.dtype)
+            check_eps(eps, i, len(sigmas) - 1, sigma, cfg_scale)
+            return eps
+
+        x, x0, eps, memory = advance(eps_fn, x, sigma, sigma_next, memory, gam, mu, solver, generator)
         yield Step(i=i, sigma=sigma, sigma_next=sigma_next, x=x, x0=x0, eps=eps)
+
+
+def advance(eps_fn, x, sigma, sigma_next, memory=None, gam=1.0, mu=0.0, solver=None, generator=None):
+    """One step of any rule from noise level sigma to sigma_next: returns (x_next, x0, eps, memory).
+
+    eps_fn(x, sigma) -> the (guided) noise prediction for x at a level; memory: what the previous
+    step returned (None at the first step), which the multistep rules need. The loop of `sample`
+    and the text-to-image pipeline's loop both call this, so every rule works in both.
+    """
+    eps = eps_fn(x, sigma)
+    x0 = x - sigma * eps
+    if solver == "heun":                                                                    # (5)
+        x_euler = x - (sigma - sigma_next) * eps
+        if sigma_next == 0:
+            return x_euler, x0, eps, None
+        return x - (sigma - sigma_next) * (eps + eps_fn(x_euler, sigma_next)) / 2, x0, eps, None
+    if solver == "dpmpp_2m":                                                                # (6)
+        d = x0
+        if memory is not None and sigma_next > 0:
+            x0_prev, sigma_prev = memory
+            r = math.log(sigma_prev / sigma) / math.log(sigma / sigma_next)
+            d = (1 + 1 / (2 * r)) * x0 - x0_prev / (2 * r)
+        ratio = sigma_next / sigma
+        return ratio * x + (1 - ratio) * d, x0, eps, (x0, sigma)
+    x, _ = step(x, eps, memory, sigma, sigma_next, gam, mu, generator)                      # (1)-(4)
+    return x, x0, eps, eps
 
 
 def step(x, eps, eps_prev, sigma, sigma_next, gam=1.0, mu=0.0, generator=None):
@@ -200,9 +250,9 @@ def _like_model(cond, device, dtype):
 
 def generate(model, sigmas, shape=None, sampler="ddim", x=None, cond=None, cfg_scale=1.0, generator=None,
              **kwargs):
-    """Run a named sampler ('ddpm', 'ddim' or 'accelerated') to the end; return the final x.
+    """Run a named sampler ('ddpm', 'ddim', 'accelerated', 'heun' or 'dpmpp_2m') to the end; return the final x.
 
-    Extra keyword arguments (gam, mu, null_cond, device) go to `sample` and override the preset.
+    Extra keyword arguments (gam, mu, solver, null_cond, device) go to `sample` and override the preset.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")

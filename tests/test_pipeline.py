@@ -35,7 +35,7 @@ def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "accelerated"])
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "accelerated", "heun", "dpmpp_2m"])
 def test_pipeline_equals_a_hand_written_loop(pipe, sampler):
     out = pipe(PROMPTS, num_inference_steps=6, guidance_scale=3.0, sampler=sampler, generator=gen(), return_steps=True)
     cond = pipe.encode_prompt(PROMPTS)
