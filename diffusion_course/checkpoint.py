@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # selects an entry of this table; it is never imported or called as given.
 MODELS = {f"diffusion_course.{module}.{cls}": (module, cls) for module, cls in [
     ("unet", "UNet"), ("vae", "VAE"), ("clip", "CLIP"), ("clip", "ImageEncoder"), ("text", "TextEncoder"),
-    ("metrics", "MNISTClassifier"), ("attributes", "AttributeClassifier"), ("mlp", "MLPDenoiser"),
+    ("metrics", "MNISTClassifier"), ("attributes", "AttributeClassifier"), ("mlp", "MLPDenoiser"), ("dit", "DiT"),
 ]}
 
 

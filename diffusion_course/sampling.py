@@ -108,10 +108,11 @@ def _validate(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond, solv
         if not all(isinstance(s, int) and s > 0 for s in shape) or len(shape) < 2:
             raise ValueError(f"shape must be a tuple of positive ints like (B, C, H, W), got {shape!r}")
         config = getattr(model, "config", None) or {}
-        if "in_channels" in config and (len(shape) != 4 or shape[1] != config["in_channels"]):
-            raise ValueError(f"this model makes images of shape (B, {config['in_channels']}, H, W), "
-                             f"got shape {tuple(shape)}")
-        if "dim" in config and tuple(shape[1:]) != (config["dim"],):
+        if "in_channels" in config:                                        # an image model
+            if len(shape) != 4 or shape[1] != config["in_channels"]:
+                raise ValueError(f"this model makes images of shape (B, {config['in_channels']}, H, W), "
+                                 f"got shape {tuple(shape)}")
+        elif "dim" in config and tuple(shape[1:]) != (config["dim"],):      # the MLP of 2-D points
             raise ValueError(f"this model makes points of shape (B, {config['dim']}), got shape {tuple(shape)}")
     if x is not None:
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():

@@ -1,0 +1,150 @@
+"""A diffusion transformer (DiT, Peebles & Xie 2023): the U-Net's job done by a transformer.
+
+    eps_hat = dit(x, sigma, cond=None)        the same contract as unet.UNet
+
+The picture is cut into p x p patches, and each patch becomes one token, a vector of width
+`dim` (like a word in chapter 5's text tower):
+
+    x (B, C, H, W) -> patches (B, N, C*p*p) -> linear -> (B, N, dim) + a learned position each
+    -> depth x block -> linear -> patches back into a picture (B, C, H, W) = v -> eps
+
+Every block lets each patch look at every other one (self-attention) and then think alone (an
+MLP). Where the U-Net adds the noise level to its activations, a DiT block *modulates* them:
+from the condition vector c (the noise level's embedding plus the class's) a small layer makes
+a shift, a scale and a gate for each half of the block (adaLN-Zero):
+
+    h = x + gate1 * attention(layernorm(x) * (1 + scale1) + shift1)
+    y = h + gate2 * mlp(layernorm(h) * (1 + scale2) + shift2)
+
+The gates start at zero, so every block starts as the identity, and the last layer starts at
+zero too: as with the U-Net, the untrained DiT outputs v = 0, which gives eps = sigma * x /
+(1 + sigma^2), the ideal denoiser of standard Gaussian data (unet.py, eq. 1). The noise-level
+scaling in and out is the U-Net's, so samplers, guidance, training and checkpoints all work
+unchanged. Class index `num_classes` is the null class ("no class") for classifier-free guidance.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checks import check_finite, check_input
+from .unet import sinusoidal_embedding
+
+
+class DiTBlock(nn.Module):
+    """Self-attention and an MLP, each modulated by the condition vector c and gated (adaLN-Zero)."""
+
+    def __init__(self, dim, heads, mlp_ratio=4):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(approximate="tanh"),
+                                 nn.Linear(mlp_ratio * dim, dim))
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))     # c -> 2 x (shift, scale, gate)
+        nn.init.zeros_(self.modulation[1].weight)
+        nn.init.zeros_(self.modulation[1].bias)
+        self.record = None                        # a list while attention_maps() records
+
+    def attention(self, h):                       # (B, N, D) -> (B, N, D)
+        b, n, d = h.shape
+        q, k, v = (t.reshape(b, n, self.heads, d // self.heads).transpose(1, 2) for t in self.qkv(h).chunk(3, -1))
+        if self.record is None:
+            a = F.scaled_dot_product_attention(q, k, v)                          # (B, heads, N, D/heads)
+        else:                                     # the same attention, written out to keep its weights
+            w = (q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).softmax(-1)   # (B, heads, N, N)
+            self.record.append(w.mean(1).detach().float().cpu())                 # (B, N, N)
+            a = w @ v
+        return self.proj(a.transpose(1, 2).reshape(b, n, d))
+
+    def forward(self, x, c):                      # x: (B, N, D), c: (B, D)
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(c)[:, None].chunk(6, dim=-1)
+        x = x + gate1 * self.attention(self.norm1(x) * (1 + scale1) + shift1)
+        return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
+
+
+class DiT(nn.Module):
+    """A transformer obeying the course contract `dit(x, sigma, cond=None) -> eps`.
+
+    in_channels, image_size: the pictures it denoises, (B, in_channels, image_size, image_size).
+    patch_size: p; image_size must be divisible by it; N = (image_size / p)^2 tokens.
+    dim, depth, heads, mlp_ratio: the transformer's width, number of blocks, attention heads and
+                 MLP width (mlp_ratio * dim).
+    num_classes: class conditioning with labels 0..num_classes-1 and the null class num_classes;
+                 None: unconditional.
+    """
+
+    def __init__(self, in_channels=1, image_size=28, patch_size=4, dim=128, depth=4, heads=4, mlp_ratio=4,
+                 num_classes=None):
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"image_size {image_size} must be divisible by patch_size {patch_size}")
+        if dim % heads or dim % 2:
+            raise ValueError(f"dim {dim} must be even and divisible by heads {heads}")
+        self.config = dict(in_channels=in_channels, image_size=image_size, patch_size=patch_size, dim=dim,
+                           depth=depth, heads=heads, mlp_ratio=mlp_ratio, num_classes=num_classes)
+        self.num_classes, self.p, self.grid = num_classes, patch_size, image_size // patch_size
+        self.patchify = nn.Conv2d(in_channels, dim, patch_size, stride=patch_size)   # one linear map per patch
+        self.position = nn.Parameter(0.02 * torch.randn(1, self.grid ** 2, dim))     # (1, N, D), learned
+        self.sigma_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.class_emb = nn.Embedding(num_classes + 1, dim) if num_classes else None
+        self.blocks = nn.ModuleList(DiTBlock(dim, heads, mlp_ratio) for _ in range(depth))
+        self.norm_out = nn.LayerNorm(dim, elementwise_affine=False)
+        self.modulation_out = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))     # c -> (shift, scale)
+        self.out = nn.Linear(dim, patch_size * patch_size * in_channels)
+        for layer in (self.modulation_out[1], self.out):                            # zero: v = 0 at the start
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def null_cond(self, cond):
+        """The null class ("no class") for every label in cond, for classifier-free guidance."""
+        if cond is None:
+            return None
+        if self.num_classes is None:
+            raise ValueError("this DiT has no class conditioning (num_classes=None)")
+        return torch.full_like(cond, self.num_classes)
+
+    def _check(self, x, sigma, cond):
+        c, s = self.config["in_channels"], self.config["image_size"]
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != (c, s, s):
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"DiT expects x of shape (B, {c}, {s}, {s}) (its patch positions are learned for that "
+                             f"size), got {got}")
+        check_input(self, x, "x")
+        sig = torch.as_tensor(sigma)
+        if sig.ndim > 1 or (sig.ndim == 1 and len(sig) != len(x)):
+            raise ValueError(f"sigma must be a number or hold one noise level per image ({len(x)},), "
+                             f"got shape {tuple(sig.shape)}")
+        check_finite(sig.float(), "sigma")
+        if (sig < 0).any():
+            raise ValueError("sigma must be >= 0: it is the standard deviation of the noise in x")
+        if cond is not None:
+            if self.num_classes is None:
+                raise ValueError("got class labels, but this DiT is unconditional (num_classes=None): call it "
+                                 "without cond")
+            if not isinstance(cond, torch.Tensor) or cond.is_floating_point() or cond.shape != (len(x),) or \
+                    cond.min() < 0 or cond.max() > self.num_classes:
+                raise ValueError(f"cond must hold one integer class label per image, shape ({len(x)},), values "
+                                 f"0..{self.num_classes - 1} or {self.num_classes} for 'no class'")
+
+    def forward(self, x, sigma, cond=None):
+        """x: (B, C, H, W) noisy pictures, sigma: a number or (B,), cond: (B,) class labels -> eps (B, C, H, W)."""
+        self._check(x, sigma, cond)
+        b, ch, p, g = x.shape[0], self.config["in_channels"], self.p, self.grid
+        sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
+        sigma = sigma.expand(b) if sigma.ndim == 0 else sigma                                   # (B,)
+        c = self.sigma_mlp(sinusoidal_embedding(sigma, self.config["dim"]).to(x.dtype))         # (B, D)
+        if self.class_emb is not None:
+            c = c + self.class_emb(cond if cond is not None else torch.full((b,), self.num_classes, device=x.device))
+        scale = (1 + sigma[:, None, None, None] ** 2).sqrt()                                    # (B, 1, 1, 1)
+        x_in = x / scale
+        h = self.patchify(x_in.to(x.dtype)).flatten(2).transpose(1, 2) + self.position         # (B, N, D)
+        for block in self.blocks:
+            h = block(h, c)
+        shift, scl = self.modulation_out(c)[:, None].chunk(2, dim=-1)
+        v = self.out(self.norm_out(h) * (1 + scl) + shift)                                      # (B, N, p*p*C)
+        v = v.reshape(b, g, g, ch, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, ch, g * p, g * p)  # unpatchify
+        return (sigma[:, None, None, None] * x_in + v.float()) / scale                          # eps, unet.py eq. (1)

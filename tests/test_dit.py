@@ -1,0 +1,74 @@
+"""The diffusion transformer obeys the course contract: shapes, conditioning, the null class, the
+Gaussian ideal denoiser at initialisation, patches in the right places, guidance and checkpoints."""
+import pytest
+import torch
+
+from diffusion_course import noise, sampling
+from diffusion_course.checkpoint import load_model, save_checkpoint
+from diffusion_course.dit import DiT
+
+
+def small(**kw):
+    torch.manual_seed(0)
+    return DiT(**dict(dict(in_channels=1, image_size=8, patch_size=2, dim=16, depth=2, heads=2, num_classes=10), **kw))
+
+
+def test_shapes_and_the_gaussian_ideal_denoiser_at_initialisation():
+    dit = small()
+    x, sigma = torch.randn(3, 1, 8, 8), torch.tensor([0.1, 1.0, 20.0])
+    eps = dit(x, sigma, torch.tensor([0, 5, 10]))
+    assert eps.shape == x.shape
+    torch.testing.assert_close(eps, sigma[:, None, None, None] * x / (1 + sigma[:, None, None, None] ** 2))
+
+
+def test_the_condition_changes_the_answer_once_trained_and_the_null_class_is_no_class():
+    dit = small()
+    for p in dit.parameters():                                        # as if trained: nothing at zero
+        p.data.add_(0.05 * torch.randn_like(p))
+    x = torch.randn(2, 1, 8, 8)
+    a, b = dit(x, 1.0, torch.tensor([3, 3])), dit(x, 1.0, torch.tensor([4, 4]))
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(dit(x, 1.0, dit.null_cond(torch.tensor([3, 4]))), dit(x, 1.0))
+    torch.testing.assert_close(dit(x, torch.tensor([1.0, 1.0]), torch.tensor([3, 3])), a)   # number or (B,)
+
+
+def test_each_output_patch_comes_from_its_token():
+    """With depth 0 and the output layer set to copy, unpatchify(out(patchify(x))) is x: patches go back
+    where they came from (a wrong reshape would scramble them)."""
+    dit = small(depth=0, num_classes=None, dim=4, patch_size=2)
+    with torch.no_grad():
+        dit.patchify.weight.copy_(torch.eye(4).reshape(4, 1, 2, 2))   # token = the patch's 4 pixels
+        dit.patchify.bias.zero_()
+        dit.position.zero_()
+        dit.out.weight.copy_(torch.eye(4))
+        dit.norm_out = torch.nn.Identity()
+    x = torch.randn(2, 1, 8, 8)
+    sigma = 1.0                                                      # eps = (x_in + v) / sqrt(2), v = x_in
+    torch.testing.assert_close(dit(x, sigma), 2 * x / 2)
+
+
+def test_samplers_guidance_and_checkpoints_work_unchanged(tmp_path):
+    dit = small()
+    for p in dit.parameters():
+        p.data.add_(0.02 * torch.randn_like(p))
+    gen = lambda: torch.Generator().manual_seed(0)                   # noqa: E731
+    sigmas = noise.schedule("loglinear", 4)
+    out = sampling.generate(dit, sigmas, (2, 1, 8, 8), "heun", cond=torch.tensor([1, 2]), cfg_scale=3.0,
+                            generator=gen())
+    assert out.shape == (2, 1, 8, 8) and torch.isfinite(out).all()
+    save_checkpoint(tmp_path / "dit", dit)
+    again = load_model(str(tmp_path / "dit"))
+    torch.testing.assert_close(sampling.generate(again, sigmas, (2, 1, 8, 8), "heun", cond=torch.tensor([1, 2]),
+                                                 cfg_scale=3.0, generator=gen()), out)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda d: d(torch.randn(2, 1, 6, 6), 1.0), r"shape \(B, 1, 8, 8\)"),
+    (lambda d: d(torch.randn(2, 1, 8, 8), torch.ones(3)), "one noise level per image"),
+    (lambda d: d(torch.randn(2, 1, 8, 8), -1.0), "sigma must be >= 0"),
+    (lambda d: d(torch.randn(2, 1, 8, 8), 1.0, torch.tensor([0, 11])), "one integer class label per image"),
+    (lambda d: DiT(image_size=30, patch_size=4), "divisible by patch_size"),
+])
+def test_bad_calls_get_clear_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(small())
