@@ -110,7 +110,17 @@ def cosine_schedule(n=1000, s=0.008, max_beta=0.999):
     return alpha_bar_to_sigma(alpha_bar).flip(0).to(torch.get_default_dtype())
 
 
-SCHEDULES = {"loglinear": loglinear_schedule, "ddpm": ddpm_schedule, "cosine": cosine_schedule}
+def flow_schedule(n=1000, sigma_min=0.01, sigma_max=80.0):
+    """n sigmas at evenly spaced times t = sigma / (1 + sigma) of flow matching's straight path (flow.py),
+    from sigma_max down to sigma_min: the usual sampling grid of flow models (rectified flow, SD3)."""
+    _check_n(n)
+    _check_range(sigma_min, sigma_max)
+    t = torch.linspace(sigma_max / (1 + sigma_max), sigma_min / (1 + sigma_min), n, dtype=torch.float64)
+    return (t / (1 - t)).to(torch.get_default_dtype())
+
+
+SCHEDULES = {"loglinear": loglinear_schedule, "ddpm": ddpm_schedule, "cosine": cosine_schedule,
+             "flow": flow_schedule}
 
 
 def subsample(sigmas, steps):
@@ -131,17 +141,17 @@ def subsample(sigmas, steps):
 
 
 def schedule(name="loglinear", steps=50, **kwargs):
-    """steps + 1 decreasing sigmas of a named schedule ('loglinear', 'ddpm' or 'cosine').
+    """steps + 1 decreasing sigmas of a named schedule ('loglinear', 'ddpm', 'cosine' or 'flow').
 
-    For 'loglinear' the levels are spaced exactly; 'ddpm' and 'cosine' are subsampled from
+    For 'loglinear' and 'flow' the levels are spaced exactly; 'ddpm' and 'cosine' are subsampled from
     their 1000-step tables (`n` in kwargs changes the table length).
     """
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}: expected one of {', '.join(SCHEDULES)}")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if name == "loglinear":
-        return loglinear_schedule(steps + 1, **kwargs)
+    if name in ("loglinear", "flow"):
+        return SCHEDULES[name](steps + 1, **kwargs)
     return subsample(SCHEDULES[name](**kwargs), steps)
 
 
@@ -184,7 +194,7 @@ def add_noise(x0, sigma, eps=None, generator=None):
     return x0 + s * eps
 
 
-SIGMA_KINDS = ("loguniform", "lognormal", "mixed")
+SIGMA_KINDS = ("loguniform", "lognormal", "mixed", "flow")
 
 
 def training_sigmas(batch, sigma_min=0.01, sigma_max=80.0, kind="loguniform", p_mean=-1.2, p_std=1.2,
@@ -198,6 +208,8 @@ def training_sigmas(batch, sigma_min=0.01, sigma_max=80.0, kind="loguniform", p_
         (Karras et al.'s choice, which concentrates on the middle noise levels).
     kind="mixed": each draw is log-uniform or, with probability 1/2, log-normal as above: every
         octave keeps some training, and the band around exp(p_mean) gets extra.
+    kind="flow": t = sigma / (1 + sigma) uniform between its values at sigma_min and sigma_max, as
+        rectified flow draws it (flow.py): ln sigma = logit t is logistic, centred on sigma = 1.
     """
     _check_range(sigma_min, sigma_max)
     if kind == "loguniform":
@@ -210,4 +222,8 @@ def training_sigmas(batch, sigma_min=0.01, sigma_max=80.0, kind="loguniform", p_
         uniform = training_sigmas(batch, sigma_min, sigma_max, "loguniform", generator=generator, device=device)
         normal = training_sigmas(batch, sigma_min, sigma_max, "lognormal", p_mean, p_std, generator, device)
         return torch.where(torch.rand(batch, generator=generator, device=device) < 0.5, normal, uniform)
-    raise ValueError(f"unknown kind {kind!r}: expected 'loguniform', 'lognormal' or 'mixed'")
+    if kind == "flow":
+        lo, hi = sigma_min / (1 + sigma_min), sigma_max / (1 + sigma_max)
+        t = lo + (hi - lo) * torch.rand(batch, generator=generator, device=device)
+        return (t / (1 - t)).clamp(sigma_min, sigma_max)
+    raise ValueError(f"unknown kind {kind!r}: expected 'loguniform', 'lognormal', 'mixed' or 'flow'")
