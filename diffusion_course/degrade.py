@@ -1,0 +1,123 @@
+"""Cold diffusion (Bansal et al. 2022): undo degradations other than noise.
+
+Diffusion destroys a picture by adding noise and learns to undo it. Must it be noise? Cold
+diffusion takes any degradation D(x0, s) whose severity s runs from 0 (the picture) to `steps`
+(nothing left), trains a restoration network R(x_s, s) ~ x0 on pairs (D(x0, s), x0), and
+generates by walking the severity down. Two degradations here, both deterministic:
+
+    Blur:  D(x0, s) is x0 blurred by a Gaussian of standard deviation std_max * sqrt(s / steps)
+           (each step blurs the same amount more: the heat equation, Rissanen et al. 2023). At the
+           end the picture is nearly its mean: one grey level.
+    Mask:  D(x0, s) hides the first s / steps of the pixels, in a fixed random order, behind
+           `fill` (the background). At the end nothing is left.
+
+Two samplers, from a fully degraded x_T:
+
+    naive     x_{s-1} = D(R(x_s, s), s - 1)                                   (Alg. 1)
+    improved  x_{s-1} = x_s - D(R(x_s, s), s) + D(R(x_s, s), s - 1)            (Alg. 2)
+
+The naive one re-degrades the network's guess, so its errors pile up. The improved one moves x
+only by the *difference* between two severities of the guess: if D(x, s) = x + s * d for some
+direction d, the guess cancels out and the walk is exact whatever the network says (the
+paper's section 3.3); for blur and masking it is close to that. With no randomness anywhere,
+the same start always gives the same picture: generation needs random starts, and these
+degradations' ends hold little room for them (one grey level for blur, nothing for masking).
+
+The restoration network here is the course's U-Net, whose noise-level input carries the
+severity s / steps and whose output is read as what the degradation did: R(x_s, s) = x_s -
+unet(x_s, s / steps) (`restore`).
+"""
+import math
+
+import torch
+
+
+class Blur:
+    """D(x0, s): a Gaussian blur of standard deviation std_max * sqrt(s / steps) pixels, with mirrored edges.
+
+    Computed in the cosine basis (DCT-II) of the image, where a blur multiplies frequency (k, l) by
+    exp(-std^2 (pi^2 / 2) ((k / H)^2 + (l / W)^2)): exact for any width, the picture's mean kept.
+    """
+
+    def __init__(self, steps=20, std_max=8.0, size=28):
+        self.steps, self.std_max, self.size = steps, std_max, size
+        n = torch.arange(size, dtype=torch.float64)
+        basis = torch.cos(math.pi * (n[None, :] + 0.5) * n[:, None] / size)            # (K, N): row k = frequency k
+        basis[0] /= math.sqrt(2)
+        self.dct = basis * math.sqrt(2 / size)                                         # orthonormal: dct @ dct.T = I
+        self.freq2 = (math.pi * n / size) ** 2                                           # (K,) angular frequency^2
+
+    def std(self, s):
+        """The blur's standard deviation in pixels at severity s (a number or a tensor)."""
+        return self.std_max * (torch.as_tensor(s, dtype=torch.float32) / self.steps).sqrt()
+
+    def __call__(self, x0, s):
+        """x0: (B, C, H, W) with H = W = size; s: a number or (B,) severities in 0..steps. Returns x_s."""
+        _check(x0, s, self.steps, self.size)
+        dct, f2 = self.dct.to(x0), self.freq2.to(x0)
+        std = self.std(s).to(x0).reshape(-1, 1, 1, 1)                                   # (B or 1, 1, 1, 1)
+        gain = torch.exp(-0.5 * std ** 2 * (f2[:, None] + f2[None, :]))                 # (B, 1, K, K)
+        return dct.T @ ((dct @ x0 @ dct.T) * gain) @ dct                                # (B, C, H, W)
+
+
+class Mask:
+    """D(x0, s): the first round(s / steps * H * W) pixels of a fixed random order (seeded) set to `fill`.
+
+    The hidden sets are nested: what severity s hides stays hidden at s + 1.
+    """
+
+    def __init__(self, steps=20, size=28, fill=-1.0, seed=0):
+        self.steps, self.size, self.fill = steps, size, fill
+        order = torch.randperm(size * size, generator=torch.Generator().manual_seed(seed))
+        self.rank = torch.empty(size * size, dtype=torch.long)
+        self.rank[order] = torch.arange(size * size)                                  # when each pixel hides
+
+    def hidden(self, s, device=None):
+        """(B or 1, 1, H, W) True where severity s hides the pixel."""
+        count = (torch.as_tensor(s, dtype=torch.float32) / self.steps * self.size ** 2).round().reshape(-1, 1)
+        return (self.rank.to(device)[None] < count.to(device)).reshape(-1, 1, self.size, self.size)
+
+    def __call__(self, x0, s):
+        """x0: (B, C, H, W) with H = W = size; s: a number or (B,) severities in 0..steps. Returns x_s."""
+        _check(x0, s, self.steps, self.size)
+        return torch.where(self.hidden(s, x0.device), torch.full_like(x0, self.fill), x0)
+
+
+DEGRADATIONS = {"blur": Blur, "mask": Mask}
+
+
+def _check(x0, s, steps, size):
+    if not isinstance(x0, torch.Tensor) or x0.ndim != 4 or tuple(x0.shape[2:]) != (size, size):
+        got = tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
+        raise ValueError(f"x0 must be pictures (B, C, {size}, {size}), got {got}")
+    s = torch.as_tensor(s)
+    if s.ndim > 1 or (s.ndim == 1 and len(s) != len(x0)) or (s < 0).any() or (s > steps).any():
+        raise ValueError(f"severity s must be a number or one per picture ({len(x0)},), from 0 to {steps}")
+
+
+def restore(model, x_s, s, steps, cond=None):
+    """R(x_s, s) = x_s - model(x_s, s / steps, cond): the network's guess of the clean picture."""
+    level = torch.as_tensor(s, dtype=torch.float32, device=x_s.device) / steps
+    out = model(x_s, level, cond) if cond is not None else model(x_s, level)
+    return x_s - out
+
+
+def restoration_loss(model, x0, degrade, generator=None, cond=None):
+    """Bansal et al.'s training loss: mean |R(D(x0, s), s) - x0| with s uniform in 1..steps, (B,) per picture."""
+    s = torch.randint(1, degrade.steps + 1, (len(x0),), generator=generator, device=x0.device)
+    return (restore(model, degrade(x0, s), s, degrade.steps, cond) - x0).abs().mean()
+
+
+@torch.no_grad()
+def cold_sample(model, degrade, x_start, improved=True, cond=None, restorer=None):
+    """Walk the severity from degrade.steps down to 0, from x_start (fully degraded pictures, (B, C, H, W)).
+
+    improved=True: Alg. 2 (x - D(x0_hat, s) + D(x0_hat, s - 1)); False: Alg. 1 (D(x0_hat, s - 1)).
+    restorer(x, s) -> x0_hat replaces the network (for tests and the chapter's oracle). Returns x_0.
+    """
+    steps, x = degrade.steps, x_start
+    guess = restorer or (lambda x, s: restore(model, x, s, steps, cond))
+    for s in range(steps, 0, -1):
+        x0_hat = guess(x, s)
+        x = x - degrade(x0_hat, s) + degrade(x0_hat, s - 1) if improved else degrade(x0_hat, s - 1)
+    return x
