@@ -43,6 +43,10 @@ RECIPES = {
     "text2image": "diffusion_course.recipes.text2image",  # the latent U-Net of the text-to-image pipeline
     "text2image_joint": "diffusion_course.recipes.text2image_joint",  # ... with the text encoder trained too
     "text2image_pixels": "diffusion_course.recipes.text2image_pixels",  # ... on pixels, no painter
+    "mnist_dit": "diffusion_course.recipes.mnist_dit",    # chapter 8: a transformer in the U-Net's place
+    "mnist_flow": "diffusion_course.recipes.mnist_flow",  # chapter 8: the U-Net trained by flow matching
+    "mnist_blur": "diffusion_course.recipes.mnist_blur",  # chapter 8: cold diffusion, undoing blur
+    "mnist_mask": "diffusion_course.recipes.mnist_mask",  # chapter 8: cold diffusion, filling in masks
 }
 # What a user's mistake raises in the package: reported in one line, no traceback.
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FloatingPointError, PermissionError)

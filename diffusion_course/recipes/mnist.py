@@ -36,6 +36,7 @@ import torch
 
 from ..checkpoint import _atomic, half_rounded
 from ..data import load_mnist
+from ..flow import flow_matching_loss
 from ..noise import add_noise, schedule, training_sigmas
 from ..sampling import generate
 from ..train import train
@@ -62,12 +63,15 @@ def make_model(channels=16, num_res_blocks=1, dropout=0.1):
                 attention_levels=(2,), num_classes=10, dropout=dropout)
 
 
-def diffusion_loss(model, x0, labels, gen, sigma_min=0.01, sigma_max=80.0, p_uncond=0.1, sigma_kind="loguniform"):
+def diffusion_loss(model, x0, labels, gen, sigma_min=0.01, sigma_max=80.0, p_uncond=0.1, sigma_kind="loguniform",
+                   objective="v"):
     """The training objective: noise x0 at a random sigma, ask the model for the noise, and
     score the answer with `unet.v_loss` (the squared error weighted by 1 + sigma^2, so that
     the high noise levels, where the digit's overall shape is decided, count too).
 
     x0: (B, 1, 28, 28), labels: (B,). A fraction p_uncond of the labels becomes the null class.
+    objective="flow" scores it with `flow.flow_matching_loss` instead (weight (1 + sigma)^2): with
+    sigma_kind="flow", that is flow matching (recipe mnist_flow).
     """
     b = len(x0)
     band = MIDDLE_SIGMAS if sigma_kind == "mixed" else {}
@@ -78,7 +82,7 @@ def diffusion_loss(model, x0, labels, gen, sigma_min=0.01, sigma_max=80.0, p_unc
     x = add_noise(x0, sigma, eps)
     if x0.is_contiguous(memory_format=torch.channels_last):
         x = x.contiguous(memory_format=torch.channels_last)
-    return v_loss(model(x, sigma, labels), eps, sigma)
+    return (flow_matching_loss if objective == "flow" else v_loss)(model(x, sigma, labels), eps, sigma)
 
 
 @torch.no_grad()
@@ -199,33 +203,47 @@ def run(out, device, steps=18000, batch_size=32, lr=1e-3, channels=16, num_res_b
     settings = training_settings(run, locals())       # saved with the state; a resume must match
     _check_eval(eval_n)                                # before training, not after an hour
     images, labels = load_mnist("test")                                # (10000, 1, 28, 28) in [-1, 1]
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x_train = images[:N_TRAIN].to(device).contiguous(memory_format=fmt)
-    y_train = labels[:N_TRAIN].to(device)
-
-    def get_batch(gen):
-        i = torch.randint(0, N_TRAIN, (batch_size,), generator=gen, device=device)
-        return x_train[i], y_train[i]
-
     torch.manual_seed(seed)                                            # the initial weights
-    model = make_model(channels, num_res_blocks, dropout).to(device, memory_format=fmt)
-    forward = torch.compile(model) if compile else model
-
-    def loss_fn(m, batch, gen):
-        return diffusion_loss(forward, *batch, gen, sigma_min, sigma_max, p_uncond, sigma_kind)
-
-    result = train(model, loss_fn, get_batch, steps=steps, lr=lr, ema_decay=ema_decay, seed=seed,
-                   device=device, state_path=out, settings=settings, desc="mnist U-Net")
-    ema = result.ema.to(memory_format=torch.contiguous_format).eval()
-    metrics = {"final_loss": round(sum(result.losses[-200:]) / len(result.losses[-200:]), 4),
-               "train_images": f"MNIST test split, images 0-{N_TRAIN - 1}",
-               "sampling_schedule": f"loglinear, sigma {sigma_max} -> {sigma_min}",
-               "train_seconds": round(result.seconds, 1), "resumed_from_step": result.resumed_from}
+    model = make_model(channels, num_res_blocks, dropout)
+    ema, metrics = fit(out, device, settings, steps, model, "mnist U-Net", (images, labels),
+                       channels_last=channels_last, compile=compile)
+    metrics["sampling_schedule"] = f"loglinear, sigma {sigma_max} -> {sigma_min}"
     metrics.update(reevaluate(ema, out, eval_n=eval_n, eval_draws=eval_draws, eval_cfg_scale=eval_cfg_scale,
                               seed=seed, sigma_min=sigma_min, sigma_max=sigma_max, data=(images, labels)))
     k, n_steps = (64, 50) if eval_n else (10, 10)           # a development run: a quick look only
     metrics["fp16_weights"] = fp16_check(ema, k, n_steps, seed, sigma_min, sigma_max)
     return ema.cpu(), metrics
+
+
+def fit(out, device, s, steps, model, desc, data, loss=None, channels_last=False, compile=False):
+    """Train `model` for `steps` steps on the training digits (images 0 .. N_TRAIN - 1 of data = (images,
+    labels)) with a recipe's training settings s (batch_size, lr, ema_decay, seed, and what `diffusion_loss`
+    takes: sigma_min, sigma_max, p_uncond, sigma_kind, objective). loss(model, x0, labels, gen) -> scalar
+    replaces the diffusion loss (cold diffusion's restoration loss). Returns the EMA model (eval mode)
+    and the training metrics."""
+    images, labels = data
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x_train = images[:N_TRAIN].to(device).contiguous(memory_format=fmt)
+    y_train = labels[:N_TRAIN].to(device)
+    model = model.to(device, memory_format=fmt)
+    forward = torch.compile(model) if compile else model
+
+    def get_batch(gen):
+        i = torch.randint(0, N_TRAIN, (s["batch_size"],), generator=gen, device=device)
+        return x_train[i], y_train[i]
+
+    def loss_fn(m, batch, gen):
+        if loss is not None:
+            return loss(forward, *batch, gen)
+        return diffusion_loss(forward, *batch, gen, s["sigma_min"], s["sigma_max"], s["p_uncond"], s["sigma_kind"],
+                              s.get("objective", "v"))
+
+    result = train(model, loss_fn, get_batch, steps=steps, lr=s["lr"], ema_decay=s["ema_decay"], seed=s["seed"],
+                   device=device, state_path=out, settings=s, desc=desc)
+    ema = result.ema.to(memory_format=torch.contiguous_format).eval()
+    return ema, {"final_loss": round(sum(result.losses[-200:]) / len(result.losses[-200:]), 4),
+                 "train_images": f"MNIST test split, images 0-{N_TRAIN - 1}",
+                 "train_seconds": round(result.seconds, 1), "resumed_from_step": result.resumed_from}
 
 
 def reevaluate(model, out, eval_n=HELDOUT_N, eval_draws=5, eval_cfg_scale=3.0, seed=0, sigma_min=0.01,
