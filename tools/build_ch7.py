@@ -58,7 +58,9 @@ the shapes world every picture comes with its truth.
   **negative prompt** works;
 - **img2img** ("draw the rest of the owl") and **inpainting**;
 - where the model fails (new colour+shape pairs, putting each colour on the right object)
-  and why, in numbers.
+  and why, in numbers;
+- why Stable Diffusion denoises a small latent and not the picture: the same U-Net on pixels,
+  for the same CPU time, measured beside it.
 ''')
 
 code('''
@@ -764,6 +766,51 @@ seed) with the text encoder unfrozen. Both cards hold the same table for the sam
 and we measure where each U-Net's words look, as in section 2:
 ''')
 
+PIXELS_CODE = '''
+from torch.utils.flop_counter import FlopCounterMode
+
+pixels_card = read_card("t2i_shapes_pixels")
+pixels = TextToImage.from_pretrained("t2i_shapes_pixels", device=device)
+both = {"latent": (pipe, card), "pixels": (pixels, pixels_card)}
+
+
+def step_gflops(p):
+    """GFLOPs of one guided step for one picture: the U-Net on the prompt and on no prompt."""
+    x = torch.zeros(2, *p.vae.latent_shape((1, 3, 64, 64))[1:], device=device)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        p.unet(x, 1.0, p.encode_prompt([recipe.INTRO_PROMPT, ""]))
+    return counter.get_total_flops() / 1e9
+
+
+def rate_ci(c, key, kind):
+    r = c["metrics"][key]["scores"][kind]
+    return f"{r['rate']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
+
+
+lines = [("denoises", lambda p, c: "x".join(map(str, p.vae.latent_shape((1, 3, 64, 64))[1:]))),
+         ("U-Net parameters", lambda p, c: f"{c['parameters'] / 1e6:.1f} M"),
+         ("training steps x batch", lambda p, c: f"{c['settings']['steps']:,} x {c['settings']['batch_size']}"),
+         ("training time (card)", lambda p, c: f"{c['metrics']['train_seconds'] / 60:.0f} min"),
+         ("GFLOPs per guided step", lambda p, c: f"{step_gflops(p):.2f}"),
+         ("4 pictures, 30 steps (card)", lambda p, c: f"{c['metrics']['seconds_for_4_images']['seconds']:.1f} s")]
+lines += [(f"{kind} (held-out single)", lambda p, c, kind=kind: rate_ci(c, "heldout_single", kind))
+          for kind in ("color", "shape", "size", "object")]
+lines += [(f"{kind} (held-out pairs)", lambda p, c, kind=kind: rate_ci(c, "heldout_pairs", kind))
+          for kind in ("binding", "relation")]
+lines += [("FD +- se (floor)", lambda p, c: "{fd:.0f} +- {fd_se:.0f} ({fd_floor:.0f})".format(**c["metrics"]["realism"]))]
+print(f"{'':30}{'latent (t2i_shapes)':>24}{'pixels (t2i_shapes_pixels)':>28}")
+for label, f in lines:
+    print(f"{label:30}" + "".join(f"{f(p, c):>24}" if i == 0 else f"{f(p, c):>28}" for i, (p, c) in enumerate(both.values())))
+'''
+PIXELS_PICTURES = '''
+shown = [recipe.INTRO_PROMPT, "a large red circle", "a small blue square", "a green triangle", "a purple shape"]
+rows = [p(shown, guidance_scale=4.0, generator=seeded(3)) for p, _ in both.values()]      # same prompts, same seed
+show_images(torch.cat(rows), nrow=len(shown), size=1.9,
+            titles=captioned(shown) + [""] * len(shown), title="top: latent (t2i_shapes); bottom: pixels, same CPU time")
+'''
+PIXELS_FINDINGS = '''
+(findings: written from the measured cards)
+'''
 JOINT_CODE = '''
 joint_card = read_card("t2i_shapes_joint")
 joint = TextToImage.from_pretrained("t2i_shapes_joint", device=device)
@@ -813,7 +860,27 @@ code(JOINT_CODE)
 md(JOINT_FINDINGS)
 
 md('''
-## 10. Try it yourself
+## 10. Latent versus pixels
+
+Why does Stable Diffusion denoise an 8 x 8 x 4 latent and not the 64 x 64 x 3 picture? The
+picture holds 12,288 numbers, the latent 256: 48 times fewer. Every step of the U-Net touches
+every position, so on pixels each step costs far more, and the painter's work (turning 256
+numbers into a picture) is done once, at the end. Chapter 6 counted the FLOPs; here is what the
+difference buys when both get the same CPU time.
+
+The recipe `python -m diffusion_course train text2image_pixels` trains a U-Net of about the
+same size on the pictures themselves (no painter: `PixelSpace` stands where the VAE stood, and
+its "latents" are the pixels), with the same scenes, captions, frozen text encoder, loss and
+sampler. It gets the CPU time that `t2i_shapes`'s 16,000 steps took. One pixel step costs about
+ten times a latent step here, so that time buys 1,600 steps.
+''')
+
+code(PIXELS_CODE)
+code(PIXELS_PICTURES)
+md(PIXELS_FINDINGS)
+
+md('''
+## 11. Try it yourself
 
 In Jupyter or Colab, type a prompt and move the sliders (the words must be the shapes
 world's: colours, shapes, sizes, "left of", "above", and their synonyms; an unknown word gets
