@@ -5,9 +5,9 @@ diffusion takes any degradation D(x0, s) whose severity s runs from 0 (the pictu
 (nothing left), trains a restoration network R(x_s, s) ~ x0 on pairs (D(x0, s), x0), and
 generates by walking the severity down. Two degradations here, both deterministic:
 
-    Blur:  D(x0, s) is x0 blurred by a Gaussian of standard deviation std_max * sqrt(s / steps)
-           (each step blurs the same amount more: the heat equation, Rissanen et al. 2023). At the
-           end the picture is nearly its mean: one grey level.
+    Blur:  D(x0, s) is x0 blurred by a Gaussian whose width grows geometrically from std_min to
+           std_max pixels (blurring is heat spreading: Rissanen et al. 2023). At the end the picture
+           is nearly its mean: one grey level.
     Mask:  D(x0, s) hides the first s / steps of the pixels, in a fixed random order, behind
            `fill` (the background). At the end nothing is left.
 
@@ -32,32 +32,45 @@ import math
 import torch
 
 
-class Blur:
-    """D(x0, s): a Gaussian blur of standard deviation std_max * sqrt(s / steps) pixels, with mirrored edges.
+def gaussian_blur(x, std):
+    """x blurred by a Gaussian of standard deviation `std` pixels (a number or one per picture, (B,)),
+    with mirrored edges: x is (B, C, N, N).
 
-    Computed in the cosine basis (DCT-II) of the image, where a blur multiplies frequency (k, l) by
-    exp(-std^2 (pi^2 / 2) ((k / H)^2 + (l / W)^2)): exact for any width, the picture's mean kept.
+    Computed in the cosine basis (DCT-II) of the picture, where such a blur multiplies frequency
+    (k, l) by exp(-std^2 (pi^2 / 2) ((k / N)^2 + (l / N)^2)): exact for any width, the mean kept,
+    and two blurs make one whose variance is the sum (the heat equation).
     """
+    n = x.shape[-1]
+    k = torch.arange(n, dtype=torch.float64)
+    basis = torch.cos(math.pi * (k[None, :] + 0.5) * k[:, None] / n)                # (K, N): row k = frequency k
+    basis[0] /= math.sqrt(2)
+    dct = (basis * math.sqrt(2 / n)).to(x)                                          # orthonormal: dct @ dct.T = I
+    f2 = ((math.pi * k / n) ** 2).to(x)                                             # (K,) angular frequency^2
+    std = torch.as_tensor(std).to(x).reshape(-1, 1, 1, 1)                           # (B or 1, 1, 1, 1)
+    gain = torch.exp(-0.5 * std ** 2 * (f2[:, None] + f2[None, :]))                 # (B, 1, K, K)
+    return dct.T @ ((dct @ x @ dct.T) * gain) @ dct                                 # (B, C, N, N)
 
-    def __init__(self, steps=20, std_max=8.0, size=28):
-        self.steps, self.std_max, self.size = steps, std_max, size
-        n = torch.arange(size, dtype=torch.float64)
-        basis = torch.cos(math.pi * (n[None, :] + 0.5) * n[:, None] / size)            # (K, N): row k = frequency k
-        basis[0] /= math.sqrt(2)
-        self.dct = basis * math.sqrt(2 / size)                                         # orthonormal: dct @ dct.T = I
-        self.freq2 = (math.pi * n / size) ** 2                                           # (K,) angular frequency^2
+
+class Blur:
+    """D(x0, s): a Gaussian blur whose width grows geometrically with the severity, from std_min pixels
+    at s = 1 to std_max at s = steps (none at s = 0): each step removes about the same share of the
+    detail that is left, as the log-linear noise schedule does for noise."""
+
+    def __init__(self, steps=20, std_min=0.3, std_max=20.0, size=28):
+        self.steps, self.std_min, self.std_max, self.size = steps, std_min, std_max, size
 
     def std(self, s):
         """The blur's standard deviation in pixels at severity s (a number or a tensor)."""
-        return self.std_max * (torch.as_tensor(s, dtype=torch.float32) / self.steps).sqrt()
+        s = torch.as_tensor(s, dtype=torch.float64)
+        ratio = self.std_max / self.std_min
+        std = self.std_min * ratio ** ((s - 1).clamp(min=0) / max(self.steps - 1, 1))
+        return torch.where(s > 0, std, torch.zeros_like(std))
 
     def __call__(self, x0, s):
         """x0: (B, C, H, W) with H = W = size; s: a number or (B,) severities in 0..steps. Returns x_s."""
         _check(x0, s, self.steps, self.size)
-        dct, f2 = self.dct.to(x0), self.freq2.to(x0)
-        std = self.std(s).to(x0).reshape(-1, 1, 1, 1)                                   # (B or 1, 1, 1, 1)
-        gain = torch.exp(-0.5 * std ** 2 * (f2[:, None] + f2[None, :]))                 # (B, 1, K, K)
-        return dct.T @ ((dct @ x0 @ dct.T) * gain) @ dct                                # (B, C, H, W)
+        std = self.std(s)
+        return torch.where(std.to(x0.device).reshape(-1, 1, 1, 1) > 0, gaussian_blur(x0, std), x0)   # s = 0: x0 itself
 
 
 class Mask:

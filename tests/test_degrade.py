@@ -6,17 +6,15 @@ import math
 import pytest
 import torch
 
-from diffusion_course.degrade import Blur, Mask, cold_sample, restoration_loss
+from diffusion_course.degrade import Blur, Mask, cold_sample, gaussian_blur, restoration_loss
 from diffusion_course.unet import UNet
 
 
 def test_blur_spreads_a_point_into_the_gaussian_of_its_width_and_keeps_the_mean():
-    blur = Blur(steps=10, std_max=3.0, size=28)
     point = torch.zeros(1, 1, 28, 28, dtype=torch.float64)
     point[0, 0, 14, 14] = 1.0
-    std = blur.std(4).item()                                          # 3 * sqrt(0.4) = 1.897 pixels
-    assert math.isclose(std, 3.0 * math.sqrt(0.4), rel_tol=1e-6)
-    out = blur(point, 4)[0, 0]
+    std = 1.9
+    out = gaussian_blur(point, std)[0, 0]
     r = torch.arange(28, dtype=torch.float64) - 14
     kernel = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * std ** 2))
     torch.testing.assert_close(out, kernel / kernel.sum(), atol=2e-4, rtol=0)  # the sampled Gaussian
@@ -24,16 +22,19 @@ def test_blur_spreads_a_point_into_the_gaussian_of_its_width_and_keeps_the_mean(
     assert math.isclose((out * r[:, None] ** 2).sum().item(), std ** 2, rel_tol=0.01)   # its variance
 
 
-def test_blur_steps_add_up_like_the_heat_equation_and_end_at_the_mean():
-    blur, x = Blur(steps=8, std_max=4.0), torch.rand(2, 1, 28, 28, dtype=torch.float64)
-    torch.testing.assert_close(blur(x, 0), x)
-    once = Blur(steps=8, std_max=4.0 * math.sqrt(3 / 8))             # std of severity 3
-    twice = Blur(steps=8, std_max=4.0 * math.sqrt(5 / 8))            # std of severity 5
-    torch.testing.assert_close(twice(once(x, 8), 8), blur(x, 8))     # variances add: 3 + 5 = 8
-    flat = Blur(steps=1, std_max=200.0)(x, 1)
+def test_blurs_add_up_like_the_heat_equation_and_end_at_the_mean():
+    x = torch.rand(2, 1, 28, 28, dtype=torch.float64)
+    torch.testing.assert_close(gaussian_blur(gaussian_blur(x, 1.2), 1.6), gaussian_blur(x, 2.0))   # 1.44 + 2.56 = 4
+    flat = gaussian_blur(x, 200.0)
     torch.testing.assert_close(flat, x.mean((2, 3), keepdim=True).expand_as(x), atol=1e-6, rtol=0)
-    per_item = blur(x, torch.tensor([2, 6]))
-    torch.testing.assert_close(per_item[1:], blur(x[1:], 6))
+    torch.testing.assert_close(gaussian_blur(x, torch.tensor([0.5, 3.0]))[1:], gaussian_blur(x[1:], 3.0))
+
+
+def test_the_blur_schedule_grows_geometrically_from_none():
+    blur, x = Blur(steps=5, std_min=0.5, std_max=8.0), torch.rand(2, 1, 28, 28, dtype=torch.float64)
+    assert blur.std(0).item() == 0 and torch.equal(blur(x, 0), x)
+    torch.testing.assert_close(blur.std(torch.arange(1, 6)), torch.tensor([0.5, 1.0, 2.0, 4.0, 8.0], dtype=torch.float64))
+    torch.testing.assert_close(blur(x, torch.tensor([2, 5]))[1:], gaussian_blur(x[1:], 8.0))
 
 
 def test_masks_hide_known_nested_sets_and_nothing_else():
@@ -48,7 +49,7 @@ def test_masks_hide_known_nested_sets_and_nothing_else():
     assert not torch.equal(Mask(seed=4).hidden(10), Mask(seed=3).hidden(10))
 
 
-@pytest.mark.parametrize("degrade", [Blur(steps=6, std_max=3.0), Mask(steps=6)])
+@pytest.mark.parametrize("degrade", [Blur(steps=6), Mask(steps=6)])
 def test_with_an_oracle_restorer_both_samplers_return_the_picture(degrade):
     x0 = torch.rand(3, 1, 28, 28, dtype=torch.float64) * 2 - 1
     oracle = lambda x, s: x0                                          # noqa: E731

@@ -49,7 +49,7 @@ RULES = {name: (_positive, "a positive number") for name in (
     "steps", "batch_size", "width", "text_dim", "text_depth", "sweep_width", "sweep_batch_size", "latent_channels",
     "image_dim", "heads", "eval_galleries", "enc_blocks", "embed_dim", "dim", "dec_blocks", "channels",
     "num_res_blocks", "scale_n", "lr", "sigma_min", "sigma_max", "eval_steps", "eval_draws", "depth", "patch_size",
-    "severity_steps", "std_max")}
+    "severity_steps", "std_min", "std_max")}
 RULES.update({name: (_at_least_0, "a number >= 0") for name in (
     "seed", "eval_n", "warmup", "sweep_steps", "shift", "weight_decay", "kl_weight", "eval_cfg_scale",
     "edge_weight")})

@@ -1,7 +1,7 @@
 """Cold diffusion on MNIST (chapter 8): a U-Net that undoes blur, generating by un-blurring.
 
 The mnist recipe's U-Net and data, trained with Bansal et al.'s restoration loss (degrade.py) to
-undo a Gaussian blur of up to `std_max` pixels in `severity_steps` steps, instead of noise. The
+undo a Gaussian blur, from std_min to std_max pixels wide in `severity_steps` steps, instead of noise. The
 evaluation generates digits from fully blurred starts with the naive and the improved sampler,
 against the held-out digits (FD with its floor, class accuracy), and measures how varied the
 digits of one class are next to real ones (`within_class_std`): a deterministic degradation has
@@ -15,7 +15,7 @@ import torch
 
 from ..checkpoint import load_model
 from ..data import load_mnist
-from ..degrade import Blur, Mask, cold_sample, restoration_loss
+from ..degrade import Blur, cold_sample, restoration_loss
 from ..metrics import fd_report
 from . import defaults, training_settings
 from .mnist import HALF, HELDOUT, HELDOUT_N, N_TRAIN, NULL, _check_eval, fit, make_model  # noqa: F401 (HALF)
@@ -24,9 +24,10 @@ NAME = "mnist_blur"
 
 
 def run(out, device, steps=18000, batch_size=32, lr=1e-3, channels=16, num_res_blocks=1, dropout=0.1,
-        p_uncond=0.1, severity_steps=20, std_max=28.0, ema_decay=0.9995, seed=0, eval_n=HELDOUT_N, eval_draws=5):
+        p_uncond=0.1, severity_steps=20, std_min=0.3, std_max=20.0, ema_decay=0.9995, seed=0, eval_n=HELDOUT_N,
+        eval_draws=5):
     settings = training_settings(run, locals())       # saved with the state; a resume must match
-    return fit_cold(out, device, settings, steps, Blur(severity_steps, std_max), eval_n, eval_draws)
+    return fit_cold(out, device, settings, steps, Blur(severity_steps, std_min, std_max), eval_n, eval_draws)
 
 
 def fit_cold(out, device, s, steps, degrade, eval_n, eval_draws):
