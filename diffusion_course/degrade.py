@@ -28,6 +28,7 @@ severity s / steps and whose output is read as what the degradation did: R(x_s, 
 unet(x_s, s / steps) (`restore`).
 """
 import math
+from dataclasses import dataclass, field
 
 import torch
 
@@ -51,13 +52,15 @@ def gaussian_blur(x, std):
     return dct.T @ ((dct @ x @ dct.T) * gain) @ dct                                 # (B, C, N, N)
 
 
+@dataclass(frozen=True)
 class Blur:
     """D(x0, s): a Gaussian blur whose width grows geometrically with the severity, from std_min pixels
     at s = 1 to std_max at s = steps (none at s = 0): each step removes about the same share of the
     detail that is left, as the log-linear noise schedule does for noise."""
-
-    def __init__(self, steps=20, std_min=0.3, std_max=20.0, size=28):
-        self.steps, self.std_min, self.std_max, self.size = steps, std_min, std_max, size
+    steps: int = 20
+    std_min: float = 0.3
+    std_max: float = 20.0
+    size: int = 28
 
     def std(self, s):
         """The blur's standard deviation in pixels at severity s (a number or a tensor)."""
@@ -73,17 +76,23 @@ class Blur:
         return torch.where(std.to(x0.device).reshape(-1, 1, 1, 1) > 0, gaussian_blur(x0, std), x0)   # s = 0: x0 itself
 
 
+@dataclass(frozen=True)
 class Mask:
     """D(x0, s): the first round(s / steps * H * W) pixels of a fixed random order (seeded) set to `fill`.
 
     The hidden sets are nested: what severity s hides stays hidden at s + 1.
     """
+    steps: int = 20
+    size: int = 28
+    fill: float = -1.0
+    seed: int = 0
+    rank: torch.Tensor = field(init=False, repr=False, compare=False)             # when each pixel hides
 
-    def __init__(self, steps=20, size=28, fill=-1.0, seed=0):
-        self.steps, self.size, self.fill = steps, size, fill
-        order = torch.randperm(size * size, generator=torch.Generator().manual_seed(seed))
-        self.rank = torch.empty(size * size, dtype=torch.long)
-        self.rank[order] = torch.arange(size * size)                                  # when each pixel hides
+    def __post_init__(self):
+        order = torch.randperm(self.size ** 2, generator=torch.Generator().manual_seed(self.seed))
+        rank = torch.empty(self.size ** 2, dtype=torch.long)
+        rank[order] = torch.arange(self.size ** 2)
+        object.__setattr__(self, "rank", rank)                   # frozen: set once, here
 
     def hidden(self, s, device=None):
         """(B or 1, 1, H, W) True where severity s hides the pixel."""
