@@ -33,6 +33,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 book: $(STAMP)
+	$(PY) tools/vendor_mathjax.py
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "The book is in _build/html (open _build/html/index.html)"
 
@@ -50,7 +51,9 @@ notebooks: $(STAMP)
 
 build-strict: $(STAMP)
 	rm -rf _build/.doctrees
+	$(PY) tools/vendor_mathjax.py
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+	$(PY) tools/check_offline.py
 
 clean:
 	rm -rf _build $(VENV)
