@@ -86,8 +86,10 @@ def test_evaluate_scores_every_sampler_against_the_heldout_digits_only(monkeypat
 
     monkeypatch.setattr("diffusion_course.metrics.fd_report", spy)
     r = mnist.evaluate(model, images, real_labels, n=70, draws=2, cfg_scale=2.0, grid_steps=(3, 10))
-    assert len(seen) == 7 and all(k == 140 and torch.equal(real, images[mnist.N_TRAIN:]) for k, real in seen)
-    assert set(r["samplers"]) == {f"{s}_{k}" for s in ("ddpm", "ddim", "accelerated") for k in (3, 10)}
+    assert len(seen) == 11 and all(k == 140 and torch.equal(real, images[mnist.N_TRAIN:]) for k, real in seen)
+    samplers = ("ddpm", "ddim", "accelerated", "heun", "dpmpp_2m")
+    assert set(r["samplers"]) == {f"{s}_{k}" for s in samplers for k in (3, 10)}
+    assert [r["samplers"][f"{s}_10"]["network_calls"] for s in samplers] == [10, 10, 10, 20, 10]
     for row in list(r["samplers"].values()) + [r["guided"]]:
         assert (row["n"], row["draws"], row["class_matched"], row["reference"]) == (70, 2, True, mnist.HELDOUT)
         assert {"fd", "fd_se", "fd_floor", "fd_floor_se", "accuracy", "sampler", "steps", "seed", "cfg_scale"} <= set(row)

@@ -102,9 +102,11 @@ def sample_digits(model, labels, sampler="ddim", steps=50, cfg_scale=2.0, seed=0
 
 
 def evaluate(model, images, real_labels, n=HELDOUT_N, draws=5, cfg_scale=3.0, seed=0, sigma_min=0.01,
-             sigma_max=80.0, samplers=("ddpm", "ddim", "accelerated"), grid_steps=(5, 10, 25, 50), progress=None):
+             sigma_max=80.0, samplers=("ddpm", "ddim", "accelerated", "heun", "dpmpp_2m"), grid_steps=(5, 10, 25, 50),
+             progress=None):
     """Accuracy and FD of samples, against the held-out digits, for every sampler x steps without
-    guidance, the accuracy of guided samples, and a summary against the recipe's targets.
+    guidance (each row with its network calls: Heun makes two a step), the accuracy of guided samples,
+    and a summary against the recipe's targets.
 
     images, real_labels: the MNIST test split, (10000, 1, 28, 28) and (10000,); only images
     N_TRAIN on (the held-out digits) are compared with. Each setting draws n * draws digits
@@ -133,7 +135,7 @@ def evaluate(model, images, real_labels, n=HELDOUT_N, draws=5, cfg_scale=3.0, se
             x = sample_digits(model, labels, sampler, steps, scale, seed, sigma_min=sigma_min, sigma_max=sigma_max)
             r = fd_report(classifier, x, held, labels=labels, n=n, draws=draws, real_labels=held_labels,
                           reference=HELDOUT, sampler=sampler, steps=steps, seed=seed)
-            return dict(r, cfg_scale=scale)
+            return dict(r, cfg_scale=scale, network_calls=steps * (2 if sampler == "heun" else 1))
         return once(f"{sampler} steps={steps} cfg={scale:g}", measure)
 
     results = {"samplers": {f"{s}_{k}": report(s, k, 1.0) for s in samplers for k in grid_steps}}
