@@ -798,12 +798,13 @@ lines += [(f"{kind} (held-out single)", lambda p, c, kind=kind: rate_ci(c, "held
 lines += [(f"{kind} (held-out pairs)", lambda p, c, kind=kind: rate_ci(c, "heldout_pairs", kind))
           for kind in ("binding", "relation")]
 lines += [("FD +- se (floor)", lambda p, c: "{fd:.0f} +- {fd_se:.0f} ({fd_floor:.0f})".format(**c["metrics"]["realism"]))]
+table = [(label, [f(p, c) for p, c in both.values()]) for label, f in lines]             # measure, then print
 print(f"{'':30}{'latent (t2i_shapes)':>24}{'pixels (t2i_shapes_pixels)':>28}")
-for label, f in lines:
-    print(f"{label:30}" + "".join(f"{f(p, c):>24}" if i == 0 else f"{f(p, c):>28}" for i, (p, c) in enumerate(both.values())))
+for label, (latent, pixel) in table:
+    print(f"{label:30}{latent:>24}{pixel:>28}")
 '''
 PIXELS_PICTURES = '''
-shown = [recipe.INTRO_PROMPT, "a large red circle", "a small blue square", "a green triangle", "a purple shape"]
+shown = [recipe.INTRO_PROMPT, "a large red circle", "a green triangle", "a purple shape"]
 rows = [p(shown, guidance_scale=4.0, generator=seeded(3)) for p, _ in both.values()]      # same prompts, same seed
 show_images(torch.cat(rows), nrow=len(shown), size=1.9,
             titles=captioned(shown) + [""] * len(shown), title="top: latent (t2i_shapes); bottom: pixels, same CPU time")
