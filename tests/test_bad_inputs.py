@@ -316,7 +316,7 @@ CLI_CASES = {
                                                              r"including, 1"),
     "p_uncond_2": (["train", "mnist", "--p_uncond", "2"], r"--p_uncond must be a fraction from 0 to 1"),
     "sigma_kind": (["train", "mnist", "--sigma_kind", "foo"], r"--sigma_kind must be one of loguniform, lognormal, "
-                                                              r"mixed, got 'foo'"),
+                                                              r"mixed, flow, got 'foo'"),
     "sigma_order": (["train", "mnist", "--sigma_min", "5", "--sigma_max", "1"], r"--sigma_min must be below"),
     "vae_factor": (["train", "vae", "--factor", "6"], r"--factor must be a power of 2"),
     "vae_recon": (["train", "vae", "--recon", "l3"], r"--recon must be one of l1, mse"),
