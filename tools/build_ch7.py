@@ -3,22 +3,7 @@
     python tools/build_ch7.py                    # a fresh, unexecuted notebook: then execute it
     python tools/build_ch7.py --markdown-only    # only the text changed: keep the executed outputs
 """
-import sys
-
-import nbformat
-
-cells = []
-
-
-def md(text):
-    cells.append(nbformat.v4.new_markdown_cell(text.strip("\n")))
-
-
-def code(src, tags=None):
-    c = nbformat.v4.new_code_cell(src.strip("\n"))
-    if tags:
-        c.metadata["tags"] = tags
-    cells.append(c)
+from notebook_builder import code, md, write
 
 
 def exercise(name, args, doc, solution):
@@ -1020,18 +1005,4 @@ md('''
   pipeline trainable and fast.
 ''')
 
-PATH = "book/07_text_to_image.ipynb"
-if "--markdown-only" in sys.argv:        # text edits: keep the executed outputs, the code must be unchanged
-    nb = nbformat.read(PATH, as_version=4)
-    if [c.cell_type for c in nb.cells] != [c.cell_type for c in cells] or \
-            [c.source for c in nb.cells if c.cell_type == "code"] != [c.source for c in cells if c.cell_type == "code"]:
-        sys.exit("the code cells changed: rebuild without --markdown-only and execute the notebook")
-    for old, new in zip(nb.cells, cells):
-        if old.cell_type == "markdown":
-            old.source = new.source
-else:
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    nb.metadata["language_info"] = {"name": "python"}
-nbformat.write(nb, PATH)
-print(len(cells), "cells")
+write("book/07_text_to_image.ipynb")

@@ -6,25 +6,7 @@
 Sections 1, 2 and 4 compare checkpoints made by the recipes mnist_dit, mnist_flow, mnist_blur and
 mnist_mask with the shipped mnist_unet; section 3's table is mnist_unet's card.
 """
-import sys
-
-import nbformat
-
-cells = []
-
-
-def md(text, tags=None):
-    c = nbformat.v4.new_markdown_cell(text.strip("\n"))
-    if tags:
-        c.metadata["tags"] = tags
-    cells.append(c)
-
-
-def code(src, tags=None):
-    c = nbformat.v4.new_code_cell(src.strip("\n"))
-    if tags:
-        c.metadata["tags"] = tags
-    cells.append(c)
+from notebook_builder import code, md, write
 
 
 code('''
@@ -514,18 +496,4 @@ md('''
   variety must come from the starts, and blur and masks leave little room there.
 ''')
 
-PATH = "book/08_beyond.ipynb"
-if "--markdown-only" in sys.argv:        # text edits: keep the executed outputs, the code must be unchanged
-    nb = nbformat.read(PATH, as_version=4)
-    if [c.cell_type for c in nb.cells] != [c.cell_type for c in cells] or \
-            [c.source for c in nb.cells if c.cell_type == "code"] != [c.source for c in cells if c.cell_type == "code"]:
-        sys.exit("the code cells changed: rebuild without --markdown-only and execute the notebook")
-    for old, new in zip(nb.cells, cells):
-        if old.cell_type == "markdown":
-            old.source = new.source
-else:
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    nb.metadata["language_info"] = {"name": "python"}
-nbformat.write(nb, PATH)
-print(len(cells), "cells")
+write("book/08_beyond.ipynb")
