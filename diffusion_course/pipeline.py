@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from .checks import check_finite, to_model, weights_of
 from .noise import schedule
 from .runtime import progress
-from .sampling import SAMPLERS, advance, check_eps, guided_eps
+from .sampling import SAMPLERS, advance, checked_eps_fn
 
 
 TEXT_ENCODER_SUFFIX = "_text"         # a jointly trained text encoder's checkpoint: the U-Net's name + this
@@ -204,12 +204,7 @@ class TextToImage:
         memory = None
         for i in progress(range(len(sigmas) - 1), desc="denoising", leave=False):         # the denoising loop
             sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
-
-            def eps_fn(x, sigma):
-                eps = guided_eps(self.unet, x, sigma, cond, guidance_scale, null)        # (B, 4, 8, 8)
-                check_eps(eps, i, len(sigmas) - 1, sigma, guidance_scale)
-                return eps
-
+            eps_fn = checked_eps_fn(self.unet, cond, guidance_scale, null, i, len(sigmas) - 1)   # (B, 4, 8, 8)
             x, x0, _, memory = advance(eps_fn, x, sigma, sigma_next, memory, generator=generator, **SAMPLERS[sampler])
             if m is not None:                                # outside the mask: the input, noised to sigma_next
                 x = m * x + (1 - m) * (z0 + sigma_next * noise)

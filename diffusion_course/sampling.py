@@ -166,14 +166,19 @@ def _steps(model, sigmas, shape, x, gam, mu, cond, cfg_scale, null_cond, generat
     memory = None
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
-
-        def eps_fn(x, sigma):
-            eps = guided_eps(model, x, sigma, cond, cfg_scale, null_cond).to(x.dtype)
-            check_eps(eps, i, len(sigmas) - 1, sigma, cfg_scale)
-            return eps
-
+        eps_fn = checked_eps_fn(model, cond, cfg_scale, null_cond, i, len(sigmas) - 1)
         x, x0, eps, memory = advance(eps_fn, x, sigma, sigma_next, memory, gam, mu, solver, generator)
         yield Step(i=i, sigma=sigma, sigma_next=sigma_next, x=x, x0=x0, eps=eps)
+
+
+def checked_eps_fn(model, cond, cfg_scale, null_cond, i, steps):
+    """eps_fn(x, sigma) for `advance` at step i of `steps`: the guided noise prediction (guided_eps),
+    stopped with FloatingPointError (check_eps) if it holds NaN or inf."""
+    def eps_fn(x, sigma):
+        eps = guided_eps(model, x, sigma, cond, cfg_scale, null_cond).to(x.dtype)
+        check_eps(eps, i, steps, sigma, cfg_scale)
+        return eps
+    return eps_fn
 
 
 def advance(eps_fn, x, sigma, sigma_next, memory=None, gam=1.0, mu=0.0, solver=None, generator=None):
