@@ -97,11 +97,12 @@ def git_commit():
 
 
 def hardware(device=None):
-    """A one-line description of where a run happened."""
+    """A one-line description of where a run happened (on a CPU: cores and the torch threads used, which
+    OMP_NUM_THREADS sets; two runs side by side on 2 cores each take 1)."""
     device = torch.device(device) if device is not None else torch.device("cpu")
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread{'s' * (torch.get_num_threads() > 1)}"
 
 
 def model_spec(model):
