@@ -4,6 +4,8 @@ import sys
 
 import nbformat
 
+from notebook_code import same_code
+
 cells = []
 
 
@@ -22,15 +24,16 @@ def code(src, tags=None):
 
 
 def write(path):
-    """Write the collected cells to `path`; --markdown-only keeps its outputs and changes only the text."""
-    if "--markdown-only" in sys.argv:    # text edits: keep the executed outputs, the code must be unchanged
+    """Write the collected cells to `path`. --markdown-only keeps the executed outputs: it takes the new
+    text and the new layout of code whose syntax tree is unchanged (line breaks, comments), and refuses
+    any other change to the code."""
+    if "--markdown-only" in sys.argv:
         nb = nbformat.read(path, as_version=4)
-        if [c.cell_type for c in nb.cells] != [c.cell_type for c in cells] or \
-                [c.source for c in nb.cells if c.cell_type == "code"] != [c.source for c in cells if c.cell_type == "code"]:
+        if [c.cell_type for c in nb.cells] != [c.cell_type for c in cells] or not all(
+                same_code(old.source, new.source) for old, new in zip(nb.cells, cells) if old.cell_type == "code"):
             sys.exit("the code cells changed: rebuild without --markdown-only and execute the notebook")
         for old, new in zip(nb.cells, cells):
-            if old.cell_type == "markdown":
-                old.source = new.source
+            old.source = new.source
     else:
         nb = nbformat.v4.new_notebook(cells=cells)
         nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
