@@ -52,7 +52,8 @@ import matplotlib.pyplot as plt
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from diffusion_course import budget, get_device, load_mnist, seed_everything, show_images, sized
+from diffusion_course import (budget, get_device, load_mnist, seed_everything,
+                              show_images, sized)
 from diffusion_course import flow, noise, sampling
 from diffusion_course.checkpoint import load_model, read_card
 from diffusion_course.degrade import Blur, Mask, cold_sample
@@ -63,7 +64,8 @@ from diffusion_course.recipes import mnist, mnist_dit
 seed_everything(0)
 device = get_device()
 print("budget:", budget())
-images, labels = load_mnist("test")                   # (10000, 1, 28, 28) in [-1, 1]; the last 1,000 are held out
+# (10000, 1, 28, 28) in [-1, 1]; the last 1,000 are held out
+images, labels = load_mnist("test")
 
 
 def gflops(model, *args):
@@ -85,11 +87,14 @@ token look at every other one, from the first layer on. For a picture, a token i
 ''')
 
 code('''
-digit = images[[7]]                                    # (1, 1, 28, 28)
+digit = images[[7]]                              # (1, 1, 28, 28)
 p = 4
-patches = digit.unfold(2, p, p).unfold(3, p, p)        # (1, 1, 7, 7, 4, 4): a 7 x 7 grid of 4 x 4 patches
-tokens = patches.reshape(1, 49, p * p)                 # (1, 49, 16): one row of 16 pixels per token
-print("digit", tuple(digit.shape), "-> patches", tuple(patches.shape), "-> tokens", tuple(tokens.shape))
+# a 7 x 7 grid of 4 x 4 patches
+patches = digit.unfold(2, p, p).unfold(3, p, p)  # (1, 1, 7, 7, 4, 4)
+# one row of 16 pixels per token
+tokens = patches.reshape(1, 49, p * p)           # (1, 49, 16)
+print("digit", tuple(digit.shape), "-> patches", tuple(patches.shape),
+      "-> tokens", tuple(tokens.shape))
 fig, axes = plt.subplots(7, 7, figsize=(3.6, 3.6))
 for i, ax in enumerate(axes.flat):
     ax.imshow(patches[0, 0, i // 7, i % 7], cmap="gray", vmin=-1, vmax=1)
@@ -125,16 +130,20 @@ $\\hat\\varepsilon = \\sigma x / (1 + \\sigma^2)$, the same sensible start as th
 code('''
 unet_card = read_card("mnist_unet")
 dit_card = read_card("mnist_dit")
-fresh = mnist_dit.make_model()                         # the recipe's DiT, untrained
+fresh = mnist_dit.make_model()  # the recipe's DiT, untrained
 x, sigma = torch.randn(4, 1, 28, 28), torch.tensor([0.1, 1.0, 5.0, 80.0])
-torch.testing.assert_close(fresh(x, sigma, torch.arange(4)), sigma[:, None, None, None] * x / (1 + sigma[:, None, None, None] ** 2))
+torch.testing.assert_close(fresh(x, sigma, torch.arange(4)),
+                           sigma[:, None, None, None] * x
+                           / (1 + sigma[:, None, None, None] ** 2))
 print("untrained DiT = the Gaussian ideal denoiser: checked")
 unet = load_model("mnist_unet", device=device)
 dit = load_model("mnist_dit", device=device)
 x1 = torch.zeros(1, 1, 28, 28, device=device)
 for name, model, c in (("U-Net", unet, unet_card), ("DiT", dit, dit_card)):
-    print(f"{name:6}: {c['parameters'] / 1e3:5.0f}k parameters, "
-          f"{gflops(model, x1, 1.0, torch.tensor([3], device=device)) * 1e3:5.1f} MFLOPs per digit per call")
+    print(
+        f"{name:6}: {c['parameters'] / 1e3:5.0f}k parameters, "
+        f"{gflops(model, x1, 1.0, torch.tensor([3], device=device)) * 1e3:5.1f}"
+        " MFLOPs per digit per call")
 ''')
 
 md('''
@@ -155,22 +164,28 @@ def fd_row(card, key):
 print(f"{'':26}{'U-Net (mnist_unet)':>22}{'DiT (mnist_dit)':>22}")
 rows = [("parameters", lambda c: f"{c['parameters'] / 1e3:.0f}k"),
         ("training steps", lambda c: f"{c['settings']['steps']:,}"),
-        ("training time", lambda c: f"{c['metrics']['train_seconds'] / 60:.0f} min")]
-rows += [(f"FD, DDIM {k} steps", lambda c, k=k: fd_row(c, f"ddim_{k}")) for k in (10, 25, 50)]
-rows += [("guided accuracy", lambda c: f"{c['metrics']['samples']['guided']['accuracy']:.3f}")]
+        ("training time",
+         lambda c: f"{c['metrics']['train_seconds'] / 60:.0f} min")]
+rows += [(f"FD, DDIM {k} steps", lambda c, k=k: fd_row(c, f"ddim_{k}"))
+         for k in (10, 25, 50)]
+rows += [("guided accuracy",
+          lambda c: f"{c['metrics']['samples']['guided']['accuracy']:.3f}")]
 for label, f in rows:
     print(f"{label:26}{f(unet_card):>22}{f(dit_card):>22}")
 floor = unet_card["metrics"]["samples"]["samplers"]["ddim_50"]
-print(f"(FD floor, real digits against real digits: {floor['fd_floor']:.3f}; n = {floor['n']} x {floor['draws']} draws)")
+print(f"(FD floor, real digits against real digits: {floor['fd_floor']:.3f}; "
+      f"n = {floor['n']} x {floor['draws']} draws)")
 ''')
 
 code('''
 gen = torch.Generator(device=device)
 wanted = torch.arange(20, device=device) % 10
 sigmas50 = mnist.sampling_sigmas(50)
-rows = [sampling.generate(m, sigmas50, (20, 1, 28, 28), "ddim", cond=wanted, cfg_scale=3.0,
-                          generator=gen.manual_seed(0)).clamp(-1, 1).cpu() for m in (unet, dit)]
-show_images(torch.cat(rows), nrow=10, size=0.9, title="top two rows: U-Net; bottom two: DiT (DDIM 50, guidance 3)")
+rows = [sampling.generate(m, sigmas50, (20, 1, 28, 28), "ddim", cond=wanted,
+                          cfg_scale=3.0, generator=gen.manual_seed(0))
+        .clamp(-1, 1).cpu() for m in (unet, dit)]
+show_images(torch.cat(rows), nrow=10, size=0.9,
+            title="top two rows: U-Net; bottom two: DiT (DDIM 50, guidance 3)")
 ''')
 
 md('''
@@ -196,7 +211,8 @@ def recording(model):
 
 
 x0 = images[[9003]].to(device)                         # a held-out digit
-eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1)).to(device)
+eps = torch.randn(x0.shape,
+                  generator=torch.Generator().manual_seed(1)).to(device)
 levels = (5.0, 1.0, 0.2)
 fig, axes = plt.subplots(2, 4, figsize=(8.4, 4.4))
 axes[0, 0].imshow(x0[0, 0].cpu(), cmap="gray")
@@ -206,7 +222,8 @@ for j, s in enumerate(levels, start=1):
     with recording(dit) as maps, torch.no_grad():
         dit(x0 + s * eps, s, torch.tensor([int(labels[9003])], device=device))
     for row, layer in enumerate((0, len(maps) - 1)):
-        a = maps[layer][0, 24].reshape(7, 7)           # the middle token's weights over the 49 patches
+        # the middle token's weights over the 49 patches
+        a = maps[layer][0, 24].reshape(7, 7)
         axes[row, j].imshow(a, cmap="magma")
         axes[row, j].plot(3, 3, "c+", ms=10)
         axes[row, j].set_title(f"σ = {s:g}, block {layer + 1}", fontsize=9)
@@ -245,12 +262,17 @@ code('''
 ts = torch.tensor([0.05, 0.2, 0.4, 0.6, 0.8, 0.95])
 sig = flow.t_to_sigma(ts)
 e = torch.randn(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-x_t = (1 - ts[:, None, None, None]) * digit + ts[:, None, None, None] * e      # the straight path
-x_sigma = digit + sig[:, None, None, None] * e                                 # chapter 3's noisy digit
+# the straight path
+x_t = (1 - ts[:, None, None, None]) * digit + ts[:, None, None, None] * e
+# chapter 3's noisy digit
+x_sigma = digit + sig[:, None, None, None] * e
 torch.testing.assert_close(x_t * (1 + sig[:, None, None, None]), x_sigma)
 print("x_t * (1 + sigma) = x_sigma at every t: the same pictures, scaled")
-show_images(torch.cat([x_t, x_sigma / x_sigma.abs().amax((1, 2, 3), keepdim=True)]).clamp(-1, 1), nrow=6, size=1.3,
-            titles=[f"t = {t:g}" for t in ts.tolist()] + [f"σ = {s:.2g}" for s in sig.tolist()],
+show_images(torch.cat([x_t,
+                       x_sigma / x_sigma.abs().amax((1, 2, 3), keepdim=True)])
+            .clamp(-1, 1), nrow=6, size=1.3,
+            titles=[f"t = {t:g}" for t in ts.tolist()]
+                   + [f"σ = {s:.2g}" for s in sig.tolist()],
             title="top: x_t on the straight path; bottom: x_σ, scaled to fit")
 ''')
 
@@ -272,12 +294,17 @@ algebra). Only two things differ, then:
 
 code('''
 g = torch.Generator().manual_seed(0)
-draws = {"course (mixed)": noise.training_sigmas(200_000, kind="mixed", generator=g, p_mean=math.log(2.2), p_std=0.6),
-         "flow matching (t uniform)": noise.training_sigmas(200_000, kind="flow", generator=g)}
+draws = {"course (mixed)":
+             noise.training_sigmas(200_000, kind="mixed", generator=g,
+                                   p_mean=math.log(2.2), p_std=0.6),
+         "flow matching (t uniform)":
+             noise.training_sigmas(200_000, kind="flow", generator=g)}
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
 for name, s in draws.items():
-    axes[0].hist(s.log10().numpy(), bins=80, density=True, histtype="step", lw=1.5, label=name)
-    print(f"{name:27}: share of training at sigma < 0.1: {(s < 0.1).float().mean():.2f}, "
+    axes[0].hist(s.log10().numpy(), bins=80, density=True, histtype="step",
+                 lw=1.5, label=name)
+    print(f"{name:27}: share of training at sigma < 0.1: "
+          f"{(s < 0.1).float().mean():.2f}, "
           f"at sigma > 10: {(s > 10).float().mean():.2f}")
 axes[0].set_xlabel("log10 σ")
 axes[0].set_title("which noise levels training sees", fontsize=10)
@@ -300,9 +327,11 @@ with $\\sigma$ and $\\hat\\varepsilon$ and it becomes $x_{\\sigma'} = x_\\sigma 
 
 code('''
 ideal = IdealDenoiser(images[:100])
-sigmas = noise.schedule("flow", 20)                    # 20 steps evenly spaced in t
-start = sigmas[0] * torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(2))
-by_flow = flow.euler(ideal, flow.sigma_to_t(sigmas), start / (1 + sigmas[0])) * (1 + sigmas[-1])
+sigmas = noise.schedule("flow", 20)  # 20 steps evenly spaced in t
+start = sigmas[0] * torch.randn(8, 1, 28, 28,
+                                generator=torch.Generator().manual_seed(2))
+by_flow = (flow.euler(ideal, flow.sigma_to_t(sigmas), start / (1 + sigmas[0]))
+           * (1 + sigmas[-1]))
 by_ddim = sampling.generate(ideal, sigmas, x=start, sampler="ddim")
 torch.testing.assert_close(by_flow, by_ddim, atol=1e-5, rtol=0)
 print("Euler on the flow = DDIM, to float rounding")
@@ -318,11 +347,15 @@ changes. Its card, beside the shipped U-Net's:
 code('''
 flow_card = read_card("mnist_flow")
 flow_unet = load_model("mnist_flow", device=device)
-print(f"{'FD against held-out digits':30}{'diffusion (mnist_unet)':>24}{'flow matching (mnist_flow)':>28}")
+print(f"{'FD against held-out digits':30}{'diffusion (mnist_unet)':>24}"
+      f"{'flow matching (mnist_flow)':>28}")
 for sampler in ("ddim", "accelerated"):
     for k in (5, 10, 25, 50):
-        print(f"{f'{sampler}, {k} steps':30}{fd_row(unet_card, f'{sampler}_{k}'):>24}{fd_row(flow_card, f'{sampler}_{k}'):>28}")
-print(f"{'guided accuracy':30}{unet_card['metrics']['samples']['guided']['accuracy']:>24.3f}"
+        print(f"{f'{sampler}, {k} steps':30}"
+              f"{fd_row(unet_card, f'{sampler}_{k}'):>24}"
+              f"{fd_row(flow_card, f'{sampler}_{k}'):>28}")
+print(f"{'guided accuracy':30}"
+      f"{unet_card['metrics']['samples']['guided']['accuracy']:>24.3f}"
       f"{flow_card['metrics']['samples']['guided']['accuracy']:>28.3f}")
 ''')
 
@@ -335,13 +368,18 @@ networks (the same sampler and schedule for both):
 
 code('''
 n = sized(200, 1000)
-start = 80.0 * torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(4)).to(device)
+start = 80.0 * torch.randn(
+    n, 1, 28, 28, generator=torch.Generator().manual_seed(4)).to(device)
 cls = torch.arange(n, device=device) % 10
 for name, model in (("diffusion", unet), ("flow matching", flow_unet)):
-    ends = {k: sampling.generate(model, noise.schedule("flow", k), x=start, sampler="ddim", cond=cls) for k in (1, 4, 100)}
+    ends = {k: sampling.generate(model, noise.schedule("flow", k), x=start,
+                                 sampler="ddim", cond=cls)
+            for k in (1, 4, 100)}
     gap = {k: (ends[k] - ends[100]).flatten(1).norm(dim=1) for k in (1, 4)}
-    print(f"{name:14}: distance to the 100-step digit after 1 step {gap[1].mean():.1f} +- {gap[1].std() / n ** 0.5:.1f}, "
-          f"after 4 steps {gap[4].mean():.1f} +- {gap[4].std() / n ** 0.5:.1f}  (n = {n})")
+    print(f"{name:14}: distance to the 100-step digit after 1 step "
+          f"{gap[1].mean():.1f} +- {gap[1].std() / n ** 0.5:.1f}, "
+          f"after 4 steps {gap[4].mean():.1f} +- {gap[4].std() / n ** 0.5:.1f}"
+          f"  (n = {n})")
 ''', ["nbval-ignore-output"])
 
 md(FLOW_FINDINGS := '''
@@ -372,25 +410,31 @@ $-1$ for first order and $-2$ for second order.
 ''')
 
 code('''
-mu, s = torch.tensor([1.5, -0.5], dtype=torch.float64), 0.5       # data ~ N(mu, s^2)
+mu, s = torch.tensor([1.5, -0.5], dtype=torch.float64), 0.5  # data ~ N(mu, s^2)
 
 
 class Gaussian(torch.nn.Module):
     def forward(self, x, sigma, cond=None):
-        return sigma * (x - mu) / (s ** 2 + sigma ** 2)            # its exact denoiser
+        return sigma * (x - mu) / (s ** 2 + sigma ** 2)  # its exact denoiser
 
 
-x_start = 80.0 * torch.randn(256, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-exact = mu + math.sqrt((s ** 2 + 0.01 ** 2) / (s ** 2 + 80.0 ** 2)) * (x_start - mu)   # the path's end, exactly
+x_start = 80.0 * torch.randn(256, 2, generator=torch.Generator().manual_seed(0),
+                             dtype=torch.float64)
+exact = mu + (math.sqrt((s ** 2 + 0.01 ** 2) / (s ** 2 + 80.0 ** 2))
+              * (x_start - mu))                     # the path's end, exactly
 calls_per_step = {"ddim": 1, "accelerated": 1, "heun": 2, "dpmpp_2m": 1}
 fig, ax = plt.subplots(figsize=(5.5, 3.8))
 for name, per in calls_per_step.items():
     steps = [8, 16, 32, 64, 128]
-    err = [(sampling.generate(Gaussian(), noise.schedule("loglinear", k).double(), x=x_start, sampler=name) - exact)
+    err = [(sampling.generate(Gaussian(),
+                              noise.schedule("loglinear", k).double(),
+                              x=x_start, sampler=name) - exact)
            .norm(dim=1).mean().item() for k in steps]
     order = math.log2(err[-2] / err[-1])
-    ax.loglog([per * k for k in steps], err, "o-", label=f"{name}: order {order:.1f}")
-    print(f"{name:12} error at {steps[-1]} steps {err[-1]:.1e}, measured order {order:.2f}")
+    ax.loglog([per * k for k in steps], err, "o-",
+              label=f"{name}: order {order:.1f}")
+    print(f"{name:12} error at {steps[-1]} steps {err[-1]:.1e}, "
+          f"measured order {order:.2f}")
 ax.set_xlabel("network calls")
 ax.set_ylabel("distance to the exact end")
 ax.legend(fontsize=8)
@@ -415,9 +459,13 @@ order):
 code('''
 blur, mask = Blur(steps=20), Mask(steps=20)
 levels = [0, 2, 5, 10, 15, 20]
-show_images(torch.cat([blur(digit, s) for s in levels] + [mask(digit, s) for s in levels]).clamp(-1, 1), nrow=6,
-            size=1.1, titles=[f"blur, s = {s}" for s in levels] + [f"mask, s = {s}" for s in levels])
-print("blur's width in pixels:", ", ".join(f"s = {s}: {blur.std(s):.1f}" for s in levels))
+show_images(torch.cat([blur(digit, s) for s in levels]
+                      + [mask(digit, s) for s in levels]).clamp(-1, 1),
+            nrow=6, size=1.1,
+            titles=[f"blur, s = {s}" for s in levels]
+                   + [f"mask, s = {s}" for s in levels])
+print("blur's width in pixels:",
+      ", ".join(f"s = {s}: {blur.std(s):.1f}" for s in levels))
 torch.testing.assert_close(blur(digit, 20).mean(), digit.mean())
 print("the blurred digit keeps its mean ink at every severity")
 ''')
@@ -439,28 +487,36 @@ trained (the U-Net of chapter 4, as long as it was trained):
 
 code('''
 blur_card, mask_card = read_card("mnist_blur"), read_card("mnist_mask")
-restorers = {"blur": (load_model("mnist_blur", device=device), blur), "mask": (load_model("mnist_mask", device=device), mask)}
-starts = {name: torch.cat([d(images[i:i + 1], d.steps) for i in range(10)]).to(device) for name, (_, d) in restorers.items()}
+restorers = {"blur": (load_model("mnist_blur", device=device), blur),
+             "mask": (load_model("mnist_mask", device=device), mask)}
+starts = {name: torch.cat([d(images[i:i + 1], d.steps)
+                           for i in range(10)]).to(device)
+          for name, (_, d) in restorers.items()}
 wanted = torch.arange(10, device=device)
 pictures, titles = [], []
 for name, (model, d) in restorers.items():
     for improved in (False, True):
-        pictures.append(cold_sample(model, d, starts[name], improved, cond=wanted).clamp(-1, 1).cpu())
+        pictures.append(cold_sample(model, d, starts[name], improved,
+                                    cond=wanted).clamp(-1, 1).cpu())
         titles += [f"{name}, {'improved' if improved else 'naive'}"] + [""] * 9
 show_images(torch.cat(pictures), nrow=10, size=0.9, titles=titles)
 ''')
 
 code('''
-print(f"{'':24}{'FD (held-out)':>18}{'floor':>8}{'accuracy':>10}{'spread in a class':>19}")
+print(f"{'':24}{'FD (held-out)':>18}{'floor':>8}{'accuracy':>10}"
+      f"{'spread in a class':>19}")
 u = unet_card["metrics"]["samples"]["samplers"]["ddim_50"]
-print(f"{'noise (mnist_unet)':24}{u['fd']:>11.3f} +- {u['fd_se']:.3f}{u['fd_floor']:>8.3f}{u['accuracy']:>10.3f}{'':>19}")
+print(f"{'noise (mnist_unet)':24}{u['fd']:>11.3f} +- {u['fd_se']:.3f}"
+      f"{u['fd_floor']:>8.3f}{u['accuracy']:>10.3f}{'':>19}")
 for name, c in (("blur", blur_card), ("mask", mask_card)):
     m = c["metrics"]["samples"]
     for kind in ("naive", "improved"):
         r = m[kind]
-        print(f"{f'{name}, {kind}':24}{r['fd']:>11.3f} +- {r['fd_se']:.3f}{r['fd_floor']:>8.3f}{r['accuracy']:>10.3f}"
+        print(f"{f'{name}, {kind}':24}{r['fd']:>11.3f} +- {r['fd_se']:.3f}"
+              f"{r['fd_floor']:>8.3f}{r['accuracy']:>10.3f}"
               f"{r['within_class_std']:>19.3f}")
-print(f"{'real held-out digits':24}{'':>18}{'':>8}{'':>10}{blur_card['metrics']['samples']['real_within_class_std']:>19.3f}")
+print(f"{'real held-out digits':24}{'':>18}{'':>8}{'':>10}"
+      f"{blur_card['metrics']['samples']['real_within_class_std']:>19.3f}")
 ''')
 
 md(COLD_FINDINGS := '''

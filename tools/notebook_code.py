@@ -14,11 +14,19 @@ MAX_LINE = 80
 
 
 def syntax(src):
-    """The syntax tree of a cell as text, with IPython's ! and % lines replaced by their text, so that two
-    cells compare equal when only their layout or comments differ."""
+    """The syntax tree of a cell as text, with IPython's ! and % lines replaced by their text and the
+    docstrings' white space normalised, so that two cells compare equal when only their layout, their
+    comments or the wrapping of a docstring differ."""
     lines = [line[:len(line) - len(line.lstrip())] + f"_ipython({line.strip()!r})"
              if line.lstrip().startswith(("!", "%")) else line for line in src.split("\n")]
-    return ast.dump(ast.parse("\n".join(lines)))
+    tree = ast.parse("\n".join(lines))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str):
+                first.value.value = " ".join(first.value.value.split())
+    return ast.dump(tree)
 
 
 def same_code(a, b):
