@@ -203,18 +203,27 @@ def run(out, device, steps=18000, batch_size=32, lr=1e-3, channels=16, num_res_b
         p_uncond=0.1, sigma_kind="mixed", sigma_min=0.01, sigma_max=80.0, ema_decay=0.9995, seed=0,
         eval_n=HELDOUT_N, eval_draws=5, eval_cfg_scale=3.0, channels_last=False, compile=False):
     settings = training_settings(run, locals())       # saved with the state; a resume must match
-    _check_eval(eval_n)                                # before training, not after an hour
-    images, labels = load_mnist("test")                                # (10000, 1, 28, 28) in [-1, 1]
-    torch.manual_seed(seed)                                            # the initial weights
-    model = make_model(channels, num_res_blocks, dropout)
-    ema, metrics = fit(out, device, settings, steps, model, "mnist U-Net", (images, labels),
-                       channels_last=channels_last, compile=compile)
-    metrics["sampling_schedule"] = f"loglinear, sigma {sigma_max} -> {sigma_min}"
-    metrics.update(reevaluate(ema, out, eval_n=eval_n, eval_draws=eval_draws, eval_cfg_scale=eval_cfg_scale,
-                              seed=seed, sigma_min=sigma_min, sigma_max=sigma_max, data=(images, labels)))
+    ema, metrics = fit_and_evaluate(out, device, settings, steps, lambda: make_model(channels, num_res_blocks, dropout),
+                                    "mnist U-Net", eval_n, eval_draws, eval_cfg_scale, channels_last=channels_last,
+                                    compile=compile)
     k, n_steps = (64, 50) if eval_n else (10, 10)           # a development run: a quick look only
     metrics["fp16_weights"] = fp16_check(ema, k, n_steps, seed, sigma_min, sigma_max)
     return ema.cpu(), metrics
+
+
+def fit_and_evaluate(out, device, s, steps, make, desc, eval_n, eval_draws, eval_cfg_scale, **fit_options):
+    """What the mnist, mnist_flow and mnist_dit recipes share: check the evaluation settings (before
+    training, not after an hour), load the digits, build the network with make() after seeding (so its
+    initial weights follow from the seed), train it (`fit`, with s the recipe's training settings) and
+    measure the EMA network (`reevaluate`). Returns (the EMA network, the card's metrics)."""
+    _check_eval(eval_n)
+    data = load_mnist("test")                                          # (10000, 1, 28, 28) in [-1, 1]
+    torch.manual_seed(s["seed"])                                       # the initial weights
+    ema, metrics = fit(out, device, s, steps, make(), desc, data, **fit_options)
+    metrics["sampling_schedule"] = f"loglinear, sigma {s['sigma_max']} -> {s['sigma_min']}"
+    metrics.update(reevaluate(ema, out, eval_n=eval_n, eval_draws=eval_draws, eval_cfg_scale=eval_cfg_scale,
+                              seed=s["seed"], sigma_min=s["sigma_min"], sigma_max=s["sigma_max"], data=data))
+    return ema, metrics
 
 
 def fit(out, device, s, steps, model, desc, data, loss=None, channels_last=False, compile=False):

@@ -8,12 +8,9 @@ about four times as many steps: the default is the U-Net card's 2,743 s at the m
 
     python -m diffusion_course train mnist_dit
 """
-import torch
-
-from ..data import load_mnist
 from ..dit import DiT
 from . import defaults, training_settings
-from .mnist import HALF, HELDOUT_N, _check_eval, fit, reevaluate  # noqa: F401 (HALF: as mnist's)
+from .mnist import HALF, HELDOUT_N, fit_and_evaluate, reevaluate  # noqa: F401 (HALF: as mnist's)
 
 NAME = "mnist_dit"
 
@@ -28,12 +25,8 @@ def run(out, device, steps=60000, batch_size=32, lr=5e-4, dim=64, depth=4, heads
         sigma_kind="mixed", sigma_min=0.01, sigma_max=80.0, ema_decay=0.9995, seed=0, eval_n=HELDOUT_N,
         eval_draws=5, eval_cfg_scale=3.0):
     settings = training_settings(run, locals())       # saved with the state; a resume must match
-    _check_eval(eval_n)
-    data = load_mnist("test")
-    torch.manual_seed(seed)
-    ema, metrics = fit(out, device, settings, steps, make_model(dim, depth, heads, patch_size), "mnist DiT", data)
-    metrics.update(reevaluate(ema, out, eval_n=eval_n, eval_draws=eval_draws, eval_cfg_scale=eval_cfg_scale,
-                              seed=seed, sigma_min=sigma_min, sigma_max=sigma_max, data=data))
+    ema, metrics = fit_and_evaluate(out, device, settings, steps, lambda: make_model(dim, depth, heads, patch_size),
+                                    "mnist DiT", eval_n, eval_draws, eval_cfg_scale)
     return ema.cpu(), metrics
 
 

@@ -7,11 +7,8 @@ weighted (1 + sigma)^2 (flow.flow_matching_loss) instead of 1 + sigma^2.
 
     python -m diffusion_course train mnist_flow
 """
-import torch
-
-from ..data import load_mnist
 from . import defaults, training_settings
-from .mnist import HALF, HELDOUT_N, _check_eval, fit, make_model, reevaluate  # noqa: F401 (HALF: as mnist's)
+from .mnist import HALF, HELDOUT_N, fit_and_evaluate, make_model, reevaluate  # noqa: F401 (HALF: as mnist's)
 
 NAME = "mnist_flow"
 
@@ -20,13 +17,8 @@ def run(out, device, steps=18000, batch_size=32, lr=1e-3, channels=16, num_res_b
         p_uncond=0.1, sigma_kind="flow", sigma_min=0.01, sigma_max=80.0, ema_decay=0.9995, seed=0,
         eval_n=HELDOUT_N, eval_draws=5, eval_cfg_scale=3.0):
     settings = dict(training_settings(run, locals()), objective="flow")   # saved with the state
-    _check_eval(eval_n)
-    data = load_mnist("test")
-    torch.manual_seed(seed)
-    ema, metrics = fit(out, device, settings, steps, make_model(channels, num_res_blocks, dropout),
-                       "mnist U-Net, flow matching", data)
-    metrics.update(reevaluate(ema, out, eval_n=eval_n, eval_draws=eval_draws, eval_cfg_scale=eval_cfg_scale,
-                              seed=seed, sigma_min=sigma_min, sigma_max=sigma_max, data=data))
+    ema, metrics = fit_and_evaluate(out, device, settings, steps, lambda: make_model(channels, num_res_blocks, dropout),
+                                    "mnist U-Net, flow matching", eval_n, eval_draws, eval_cfg_scale)
     return ema.cpu(), metrics
 
 
