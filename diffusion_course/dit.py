@@ -23,6 +23,7 @@ scaling in and out is the U-Net's, so samplers, guidance, training and checkpoin
 unchanged. Class index `num_classes` is the null class ("no class") for classifier-free guidance.
 """
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -148,3 +149,24 @@ class DiT(nn.Module):
         v = self.out(self.norm_out(h) * (1 + scl) + shift)                                      # (B, N, p*p*C)
         v = v.reshape(b, g, g, ch, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, ch, g * p, g * p)  # unpatchify
         return (sigma[:, None, None, None] * x_in + v.float()) / scale                          # eps, unet.py eq. (1)
+
+
+@contextmanager
+def attention_maps(dit):
+    """Keep every block's self-attention weights while the DiT runs: what each patch looks at.
+
+        with attention_maps(dit) as maps:
+            dit(x, sigma, cond)
+        maps[0]          # (B, N, N): how much each of the N patches reads each other one, first block
+
+    One entry per block and call, in call order, averaged over the heads; each row sums to 1. Patch
+    n sits at row n // (image_size / patch_size), column n % (image_size / patch_size) of the grid.
+    """
+    maps = []
+    for block in dit.blocks:
+        block.record = maps
+    try:
+        yield maps
+    finally:
+        for block in dit.blocks:
+            block.record = None

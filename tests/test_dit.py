@@ -5,7 +5,7 @@ import torch
 
 from diffusion_course import noise, sampling
 from diffusion_course.checkpoint import load_model, save_checkpoint
-from diffusion_course.dit import DiT
+from diffusion_course.dit import DiT, attention_maps
 
 
 def small(**kw):
@@ -72,3 +72,19 @@ def test_samplers_guidance_and_checkpoints_work_unchanged(tmp_path):
 def test_bad_calls_get_clear_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call(small())
+
+
+def test_attention_maps_are_the_attention_the_blocks_use():
+    torch.manual_seed(0)
+    dit = DiT(image_size=8, patch_size=2, dim=32, depth=3, heads=4, num_classes=10).eval()
+    for p in dit.parameters():                     # leave the zero start: attention must matter
+        p.data.add_(0.05 * torch.randn_like(p))
+    x, sigma, cond = torch.randn(2, 1, 8, 8), torch.tensor([0.5, 2.0]), torch.tensor([1, 7])
+    with torch.no_grad():
+        plain = dit(x, sigma, cond)
+        with attention_maps(dit) as maps:
+            recorded = dit(x, sigma, cond)
+    assert len(maps) == 3 and maps[0].shape == (2, 16, 16)
+    torch.testing.assert_close(torch.stack(maps).sum(-1), torch.ones(3, 2, 16))
+    torch.testing.assert_close(recorded, plain, atol=1e-5, rtol=1e-4)   # the written-out attention is SDPA's
+    assert all(block.record is None for block in dit.blocks)           # recording stops with the block

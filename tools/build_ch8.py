@@ -195,20 +195,7 @@ weights of the middle patch (the cross marks it) in the first and the last block
 ''')
 
 code('''
-from contextlib import contextmanager
-
-
-@contextmanager
-def recording(model):
-    maps = []
-    for block in model.blocks:
-        block.record = maps
-    try:
-        yield maps
-    finally:
-        for block in model.blocks:
-            block.record = None
-
+from diffusion_course.dit import attention_maps
 
 x0 = images[[9003]].to(device)                         # a held-out digit
 eps = torch.randn(x0.shape,
@@ -219,7 +206,7 @@ axes[0, 0].imshow(x0[0, 0].cpu(), cmap="gray")
 axes[0, 0].set_title("the digit", fontsize=9)
 axes[1, 0].axis("off")
 for j, s in enumerate(levels, start=1):
-    with recording(dit) as maps, torch.no_grad():
+    with attention_maps(dit) as maps, torch.no_grad():
         dit(x0 + s * eps, s, torch.tensor([int(labels[9003])], device=device))
     for row, layer in enumerate((0, len(maps) - 1)):
         # the middle token's weights over the 49 patches
