@@ -1,7 +1,8 @@
 # Two commands on a fresh machine (Python 3.9+, no GPU needed):
 #   make book   set up .venv and build the book into _build/html
 #   make test   set up .venv and run every test: unit tests, nbval on every notebook (twice:
-#               this CPU's kernels and a second set), and the book build with warnings as errors
+#               this CPU's kernels, then the student versions under a second set), and the book
+#               build with warnings as errors
 # Both are idempotent: the environment is rebuilt only when requirements change.
 
 PYTHON ?= python3
@@ -23,7 +24,7 @@ NB_ENV := $(shell cat tools/notebook.env)
 OTHER_KERNELS := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: book test unit notebooks build-strict clean
+.PHONY: book test unit notebooks student build-strict clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,8 +40,9 @@ book: $(STAMP)
 
 test: $(STAMP)
 	env $(NB_ENV) $(PY) -m pytest tests book $(NBVAL)
-	@echo "== the notebooks again, under other CPU kernels ($(OTHER_KERNELS))"
-	env $(NB_ENV) $(OTHER_KERNELS) $(PY) -m pytest book $(NBVAL)
+	$(MAKE) --no-print-directory student
+	@echo "== the student versions, under other CPU kernels ($(OTHER_KERNELS))"
+	env $(NB_ENV) $(OTHER_KERNELS) $(PY) -m pytest _build/student $(NBVAL)
 	$(MAKE) --no-print-directory build-strict
 
 unit: $(STAMP)
@@ -48,6 +50,11 @@ unit: $(STAMP)
 
 notebooks: $(STAMP)
 	$(PY) tools/execute_notebooks.py book/*.ipynb
+
+# The chapters without their exercise solutions, for teaching (tools/make_student.py)
+student: $(STAMP)
+	rm -rf _build/student
+	$(PY) tools/make_student.py book/*.ipynb --out _build/student
 
 build-strict: $(STAMP)
 	rm -rf _build/.doctrees

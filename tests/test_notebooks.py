@@ -1,11 +1,15 @@
 """Structure checks for every chapter notebook (nbval executes them separately, see the README)."""
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from make_student import student_version  # noqa: E402
+from notebook_code import MAX_LINE, long_lines  # noqa: E402
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
 
 
@@ -43,3 +47,28 @@ def test_notebook_conventions(path):
         assert "NBVAL_" not in "".join(c["source"]), f"cell {i}: use nbval-ignore-output tags, not comments"
         assert not [o for o in c["outputs"] if o["output_type"] == "error"], f"cell {i} has an error output"
         assert "# YOUR CODE" not in "".join(c["source"]) or "raise NotImplementedError" in "".join(c["source"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_code_fits_the_page(path):
+    """No shown code line runs past the rendered code box (tools/notebook_code.py measured its width)."""
+    too_long = long_lines(path)
+    assert not too_long, (f"{len(too_long)} code lines wider than {MAX_LINE} characters, e.g. cell {too_long[0][0]} "
+                          f"line {too_long[0][1]}: list them with `python tools/notebook_code.py {path.name}`")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_the_student_version_keeps_stubs_and_checkers_and_drops_the_solutions(path):
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    student = student_version(nb)
+    code = [c.source for c in student.cells if c.cell_type == "code"]
+    stubs = [i for i, src in enumerate(code) if "# YOUR CODE HERE" in src]
+    assert stubs, "every chapter has exercises"
+    for i in stubs:                         # each stub, then its checker called on it
+        name = re.search(r"^def (\w+)\(", code[i], re.M).group(1)
+        assert f"({name})" in code[i + 1] and "check" in code[i + 1], f"no checker after the stub {name}"
+    assert not [src for src in code if re.search(r"^def \w+_solution\(", src, re.M)], \
+        "a solution is left in the student version: tag its cell `solution`"
+    removed = sum(c.cell_type == "code" for c in nb.cells) - len(code)
+    assert removed == len(stubs), "one solution per exercise is left out"

@@ -3,14 +3,21 @@
     python tools/build_ch7.py                    # a fresh, unexecuted notebook: then execute it
     python tools/build_ch7.py --markdown-only    # only the text changed: keep the executed outputs
 """
+import textwrap
+
 from notebook_builder import code, md, write
+from notebook_code import MAX_LINE
 
 
 def exercise(name, args, doc, solution):
-    """An exercise's three cells: the stub to fill in, its check, and a hidden solution checked the same way."""
-    code(f'def {name}({args}):\n    """{doc}"""\n    # YOUR CODE HERE\n    raise NotImplementedError')
+    """An exercise's three cells: the stub to fill in (its docstring `doc` wrapped to fit the page), its
+    check, and the reference solution checked the same way (hidden on the page, left out of the student
+    version)."""
+    doc = textwrap.fill(f'"""{doc}"""', MAX_LINE, initial_indent="    ", subsequent_indent="    ")
+    code(f'def {name}({args}):\n{doc}\n    # YOUR CODE HERE\n    raise NotImplementedError')
     code(f"ex.check_{name}({name})")
-    code(f"def {name}_solution({args}):\n{solution.strip(chr(10))}\n\n\nex.check_{name}({name}_solution)", ["hide-input"])
+    code(f"def {name}_solution({args}):\n{solution.strip(chr(10))}\n\n\nex.check_{name}({name}_solution)",
+         ["hide-input", "solution"])
 
 
 code('''
@@ -55,8 +62,10 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from diffusion_course import budget, get_device, seed_everything, shapes, show_images, sized
-from diffusion_course.adherence import adherence, attention_in_objects, prompts_for, score, summarize, wilson
+from diffusion_course import (budget, get_device, seed_everything, shapes,
+                              show_images, sized)
+from diffusion_course.adherence import (adherence, attention_in_objects,
+                                        prompts_for, score, summarize, wilson)
 from diffusion_course.attributes import predict
 from diffusion_course.checkpoint import load_model, read_card
 from diffusion_course.exercises import text_to_image as ex
@@ -74,7 +83,8 @@ print("budget:", budget())
 
 
 def seeded(seed):
-    """A fresh random-number generator on the device: the same seed gives the same pictures."""
+    """A fresh random-number generator on the device: the same seed gives the
+    same pictures."""
     return torch.Generator(device=device).manual_seed(seed)
 
 
@@ -83,8 +93,10 @@ def captioned(prompts, width=22):
 
 
 def obeys(images, prompts, judge):
-    """What the judge reads in pictures (B, 3, 64, 64) in [0, 1], scored against their prompts (adherence.py)."""
-    return summarize(score(predict(judge, images * 2 - 1), shapes.parse_caption(prompts)))
+    """What the judge reads in pictures (B, 3, 64, 64) in [0, 1], scored against
+    their prompts (adherence.py)."""
+    return summarize(score(predict(judge, images * 2 - 1),
+                           shapes.parse_caption(prompts)))
 ''')
 
 md('''
@@ -98,7 +110,8 @@ encoder and the VAE it names are the ones chapters 5 and 6 shipped.
 code('''
 pipe = TextToImage.from_pretrained("t2i_shapes", device=device)
 prompt = recipe.INTRO_PROMPT
-images = pipe(prompt, num_images_per_prompt=4, guidance_scale=4.0, generator=seeded(0))   # (4, 3, 64, 64)
+images = pipe(prompt, num_images_per_prompt=4, guidance_scale=4.0,
+              generator=seeded(0))                       # (4, 3, 64, 64)
 print(prompt, "->", tuple(images.shape), "pixels in [0, 1]")
 show_images(images, nrow=4, size=2.2, title=prompt)
 ''')
@@ -106,9 +119,10 @@ show_images(images, nrow=4, size=2.2, title=prompt)
 code('''
 card = read_card("t2i_shapes")
 t = card["metrics"]["seconds_for_4_images"]
-measured_on = card.get("evaluation", card)["hardware"]            # `evaluate` re-measures it
-print(f"4 pictures, {t['num_inference_steps']} steps with guidance: {t['seconds']} s when its card was measured "
-      f"({measured_on})")
+# `evaluate` re-measures it
+measured_on = card.get("evaluation", card)["hardware"]
+print(f"4 pictures, {t['num_inference_steps']} steps with guidance: "
+      f"{t['seconds']} s when its card was measured ({measured_on})")
 ''')
 
 md('''
@@ -129,7 +143,8 @@ positions, and a mask that says which positions are real words (chapter 5).
 ''')
 
 code('''
-ids, mask = pipe.tokenizer(prompt)                     # (1, 24) word ids, (1, 24) True for real words
+# (1, 24) word ids, (1, 24) True for real words
+ids, mask = pipe.tokenizer(prompt)
 words = pipe.tokenizer.split(prompt)
 print("ids: ", ids[0].tolist())
 print("mask:", mask[0].int().tolist())
@@ -146,13 +161,17 @@ numbers each.
 
 code('''
 context, context_mask = pipe.encode_prompt(prompt)      # (1, 24, 64), (1, 24)
-print("per-token vectors:", tuple(context.shape), " mask:", tuple(context_mask.shape))
+print("per-token vectors:", tuple(context.shape),
+      " mask:", tuple(context_mask.shape))
 n_words = int(context_mask.sum())
 fig, ax = plt.subplots(figsize=(10, 2.6))
-ax.imshow(context[0, :n_words].cpu(), cmap="RdBu_r", aspect="auto", vmin=-3, vmax=3)
+ax.imshow(context[0, :n_words].cpu(), cmap="RdBu_r", aspect="auto",
+          vmin=-3, vmax=3)
 ax.set_yticks(range(n_words), words, fontsize=8)
-ax.set_xlabel("the 64 numbers of each word's vector (blue: negative, red: positive)")
-ax.set_title("what the U-Net reads: one vector per word of the prompt", fontsize=10)
+ax.set_xlabel("the 64 numbers of each word's vector "
+              "(blue: negative, red: positive)")
+ax.set_title("what the U-Net reads: one vector per word of the prompt",
+             fontsize=10)
 plt.show()
 ''')
 
@@ -163,10 +182,12 @@ $x = \\sigma_{\\max}\\,\\varepsilon$ with $\\sigma_{\\max} = 80$. Here are its f
 ''')
 
 code('''
-sigmas = schedule("loglinear", 30, sigma_min=pipe.sigma_min, sigma_max=pipe.sigma_max)   # 31 levels, 80 -> 0.01
+sigmas = schedule("loglinear", 30, sigma_min=pipe.sigma_min,
+                  sigma_max=pipe.sigma_max)              # 31 levels, 80 -> 0.01
 gen = seeded(0)
 noise = torch.randn((1, 4, 8, 8), generator=gen, device=device)   # (1, 4, 8, 8)
-show_images(noise[0].unsqueeze(1).cpu(), titles=[f"channel {k}" for k in range(4)], nrow=4, size=1.6,
+show_images(noise[0].unsqueeze(1).cpu(),
+            titles=[f"channel {k}" for k in range(4)], nrow=4, size=1.6,
             title="the starting latent (times sigma_max = 80)")
 ''')
 
@@ -179,19 +200,22 @@ from a digit's label to the prompt's vectors:
 ''')
 
 code('''
-cond = pipe.encode_prompt(prompt)                       # (tokens (1, 24, 64), mask (1, 24))
-null = pipe.unet.null_cond(cond)                        # "no prompt"
+cond = pipe.encode_prompt(prompt)      # (tokens (1, 24, 64), mask (1, 24))
+null = pipe.unet.null_cond(cond)       # "no prompt"
 rule = SAMPLERS["ddim"]
 x, eps_prev, guesses = sigmas[0].item() * noise, None, []
 for i in range(30):
     sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
-    eps = guided_eps(pipe.unet, x, sigma, cond, 4.0, null)                  # (1, 4, 8, 8)
-    x, x0 = step(x, eps, eps_prev, sigma, sigma_next, rule["gam"], rule["mu"], gen)
+    eps = guided_eps(pipe.unet, x, sigma, cond, 4.0, null)      # (1, 4, 8, 8)
+    x, x0 = step(x, eps, eps_prev, sigma, sigma_next,
+                 rule["gam"], rule["mu"], gen)
     eps_prev = eps
-    guesses.append(x0)                                  # this step's guess of the finished latent
-mine = pipe.decode(x)                                   # step 5, the painter: (1, 3, 64, 64) in [0, 1]
-theirs = pipe(prompt, guidance_scale=4.0, generator=seeded(0), return_steps=True)
-print("the hand-written loop and pipe() give the same picture:", torch.equal(mine, theirs.images[:1]))
+    guesses.append(x0)        # this step's guess of the finished latent
+mine = pipe.decode(x)         # step 5, the painter: (1, 3, 64, 64) in [0, 1]
+theirs = pipe(prompt, guidance_scale=4.0, generator=seeded(0),
+              return_steps=True)
+print("the hand-written loop and pipe() give the same picture:",
+      torch.equal(mine, theirs.images[:1]))
 ''')
 
 md('''
@@ -204,7 +228,8 @@ edges.
 
 code('''
 show_at = [0, 6, 10, 14, 18, 22, 29]
-show_images(pipe.decode(torch.cat([guesses[i] for i in show_at])), nrow=len(show_at), size=1.5,
+show_images(pipe.decode(torch.cat([guesses[i] for i in show_at])),
+            nrow=len(show_at), size=1.5,
             titles=[f"step {i + 1}\\nsigma {sigmas[i]:.2g}" for i in show_at],
             title="each step's guess of the finished picture, decoded")
 ''')
@@ -234,33 +259,38 @@ picture, only the maps change from step to step, and all share one brightness sc
 ''')
 
 code('''
-keep = {4: None, 14: None, 29: None}                    # steps whose maps we look at
+keep = {4: None, 14: None, 29: None}     # steps whose maps we look at
 x, eps_prev = sigmas[0].item() * noise, None
 for i in range(30):
     sigma, sigma_next = sigmas[i].item(), sigmas[i + 1].item()
     with cross_attention_maps(pipe.unet) as maps:
         eps = guided_eps(pipe.unet, x, sigma, cond, 4.0, null)
     if i in keep:
-        keep[i] = word_maps([m[:1] for m in maps], 64)[0].cpu()     # (24, 64, 64): the prompt's half
-    x, _ = step(x, eps, eps_prev, sigma, sigma_next, rule["gam"], rule["mu"], gen)
+        # (24, 64, 64): the prompt's half
+        keep[i] = word_maps([m[:1] for m in maps], 64)[0].cpu()
+    x, _ = step(x, eps, eps_prev, sigma, sigma_next,
+                rule["gam"], rule["mu"], gen)
     eps_prev = eps
 picture = pipe.decode(x)[0].permute(1, 2, 0)
 look = ["red", "circle", "blue", "square"]
-top = max(wm[[words.index(w) for w in look]].max().item() for wm in keep.values())   # one scale for all
+top = max(wm[[words.index(w) for w in look]].max().item()
+          for wm in keep.values())                      # one scale for all
 fig, axes = plt.subplots(len(keep), len(look) + 1, figsize=(9, 5.6))
 for r, (i, wm) in enumerate(keep.items()):
     axes[r, 0].imshow(picture)
     axes[r, 0].set_ylabel(f"step {i + 1}", fontsize=9)
     for c, word in enumerate(look):
         axes[r, c + 1].imshow(picture)
-        axes[r, c + 1].imshow(wm[words.index(word)], cmap="magma", alpha=0.7, vmin=0, vmax=top)
+        axes[r, c + 1].imshow(wm[words.index(word)], cmap="magma", alpha=0.7,
+                              vmin=0, vmax=top)
         if r == 0:
             axes[r, c + 1].set_title(f'"{word}"', fontsize=10)
 for ax in axes.flat:
     ax.set_xticks([])
     ax.set_yticks([])
 axes[0, 0].set_title("the picture", fontsize=10)
-fig.suptitle("where each word is read (bright: more attention), over the final picture", fontsize=10)
+fig.suptitle("where each word is read (bright: more attention), "
+             "over the final picture", fontsize=10)
 plt.show()
 ''')
 
@@ -275,10 +305,13 @@ the objects' outlines.
 ''')
 
 code('''
-overlap = attention_in_objects(pipe, n=sized(100, 500), sigmas=(4.0, 1.0, 0.25), seed=0)
-print(f"{'noise level':>11}  {'color words':>11}  {'shape words':>11}  {'chance':>6}   (n = {overlap[1.0]['n']} words)")
+overlap = attention_in_objects(pipe, n=sized(100, 500),
+                               sigmas=(4.0, 1.0, 0.25), seed=0)
+print(f"{'noise level':>11}  {'color words':>11}  {'shape words':>11}  "
+      f"{'chance':>6}   (n = {overlap[1.0]['n']} words)")
 for sigma, r in overlap.items():
-    print(f"{sigma:>11}  {r['color']:>11.2f}  {r['shape']:>11.2f}  {r['chance']:>6.2f}")
+    print(f"{sigma:>11}  {r['color']:>11.2f}  {r['shape']:>11.2f}  "
+          f"{r['chance']:>6.2f}")
 ''')
 
 md('''
@@ -318,10 +351,13 @@ small = recipe.make_unet(text.dim, painter.latent_channels, channels=16)
 
 @torch.no_grad()
 def get_batch(gen, batch_size=32, p_uncond=0.1):
-    scenes = shapes.make_scenes(batch_size, split="train", p_two=0.5, generator=gen, device=device, p_partial=0.3)
-    z0 = painter.encode(scenes.images)                                   # (B, 4, 8, 8)
-    context, _, mask = text.encode(scenes.captions, device=device)      # (B, 24, 64), (B, 24)
-    drop = torch.rand(batch_size, generator=gen, device=device) < p_uncond        # caption dropout
+    scenes = shapes.make_scenes(batch_size, split="train", p_two=0.5,
+                                generator=gen, device=device, p_partial=0.3)
+    z0 = painter.encode(scenes.images)                          # (B, 4, 8, 8)
+    # (B, 24, 64), (B, 24)
+    context, _, mask = text.encode(scenes.captions, device=device)
+    # caption dropout
+    drop = torch.rand(batch_size, generator=gen, device=device) < p_uncond
     null_context, null_mask = small.null_cond((context, mask))
     return (z0, torch.where(drop[:, None, None], null_context, context),
             torch.where(drop[:, None], null_mask, mask))
@@ -329,14 +365,18 @@ def get_batch(gen, batch_size=32, p_uncond=0.1):
 
 def loss_fn(model, batch, gen):
     z0, context, mask = batch
-    sigma = training_sigmas(len(z0), kind="mixed", generator=gen, device=device)    # (B,)
+    sigma = training_sigmas(len(z0), kind="mixed", generator=gen,
+                            device=device)                          # (B,)
     eps = torch.randn(z0.shape, generator=gen, device=device)
-    return v_loss(model(add_noise(z0, sigma, eps), sigma, (context, mask)), eps, sigma)
+    return v_loss(model(add_noise(z0, sigma, eps), sigma, (context, mask)),
+                  eps, sigma)
 
 
-run = train(small, loss_fn, get_batch, steps=sized(300, 3000), lr=1e-3, device=device, desc="small U-Net")
+run = train(small, loss_fn, get_batch, steps=sized(300, 3000), lr=1e-3,
+            device=device, desc="small U-Net")
 first, last = sum(run.losses[:50]) / 50, sum(run.losses[-50:]) / 50
-assert last < 0.85 * first, (first, last)                # it learns (measured here: 0.74 of the first)
+# it learns (measured here: 0.74 of the first)
+assert last < 0.85 * first, (first, last)
 print(f"loss: first 50 steps {first:.3f}, last 50 steps {last:.3f}")
 ''', ["nbval-ignore-output"])
 
@@ -346,8 +386,8 @@ ax.plot(run.losses, lw=0.6)
 ax.set_xlabel("step")
 ax.set_ylabel("v-loss")
 ax.set_yscale("log")
-ax.set_title(f"a {sum(p.numel() for p in small.parameters()) / 1e6:.2f}M-parameter U-Net, "
-             f"{len(run.losses)} steps", fontsize=10)
+ax.set_title(f"a {sum(p.numel() for p in small.parameters()) / 1e6:.2f}"
+             f"M-parameter U-Net, {len(run.losses)} steps", fontsize=10)
 plt.show()
 ''', ["nbval-ignore-output"])
 
@@ -360,10 +400,13 @@ its card records the exact command and settings:
 code('''
 settings = card["settings"]
 print(card["command"])
-print(f"{card['parameters']:,} parameters, {settings['steps']:,} steps of {settings['batch_size']} scenes, "
-      f"lr {settings['lr']}, caption dropout {settings['p_uncond']}, partial captions {settings['p_partial']}")
-print(f"text encoder: {settings['text_encoder']} (frozen), painter: {settings['vae']} (frozen), "
-      f"{card['hardware']}, {card['metrics']['train_seconds'] / 3600:.1f} hours of training")
+print(f"{card['parameters']:,} parameters, {settings['steps']:,} steps of "
+      f"{settings['batch_size']} scenes, lr {settings['lr']}, "
+      f"caption dropout {settings['p_uncond']}, "
+      f"partial captions {settings['p_partial']}")
+print(f"text encoder: {settings['text_encoder']} (frozen), "
+      f"painter: {settings['vae']} (frozen), {card['hardware']}, "
+      f"{card['metrics']['train_seconds'] / 3600:.1f} hours of training")
 ''')
 
 md('''
@@ -390,59 +433,75 @@ code('''
 judge = load_model("shapes_attributes", device=device)
 scales = [0.0, 1.0, 2.0, 4.0, 8.0, 16.0]
 n = sized(48, 200)
-sweep_prompts = prompts_for(n, seed=50_010, split="train", p_two=0.0)   # single objects of pairs it has seen
-variety_prompts = ["a large red circle", "a small blue triangle", "a large green square", "a small white plus",
-                   "a large yellow diamond", "a small cyan circle", "a large purple triangle", "a small orange square"]
+# single objects of pairs it has seen
+sweep_prompts = prompts_for(n, seed=50_010, split="train", p_two=0.0)
+variety_prompts = ["a large red circle", "a small blue triangle",
+                   "a large green square", "a small white plus",
+                   "a large yellow diamond", "a small cyan circle",
+                   "a large purple triangle", "a small orange square"]
 background = torch.tensor(shapes.BACKGROUND).view(1, 3, 1, 1)
 
 
 def spread(images, per_prompt):
-    """Mean distance in pixels between the object centres of two pictures of the same prompt: (prompts,)."""
-    ink = ((images - background).abs().amax(1) > 0.2).float()           # (B, 64, 64) where paint is
+    """Mean distance in pixels between the object centres of two pictures of the
+    same prompt: (prompts,)."""
+    # (B, 64, 64) where paint is
+    ink = ((images - background).abs().amax(1) > 0.2).float()
     coords = torch.arange(64.0)
     w = ink.sum((1, 2)).clamp(min=1)
-    centre = torch.stack([(ink.sum(1) * coords).sum(1) / w, (ink.sum(2) * coords).sum(1) / w], 1)   # (B, 2)
-    c = centre.view(-1, per_prompt, 2)                                   # (prompts, k, 2)
+    centre = torch.stack([(ink.sum(1) * coords).sum(1) / w,
+                          (ink.sum(2) * coords).sum(1) / w], 1)     # (B, 2)
+    c = centre.view(-1, per_prompt, 2)                      # (prompts, k, 2)
     k = per_prompt
     return torch.cdist(c, c).sum((1, 2)) / (k * (k - 1))
 
 
 rows, examples = [], []
 for scale in scales:
-    r = adherence(pipe, sweep_prompts, judge, seed=0, guidance_scale=scale)["scores"]["object"]
-    made = pipe(variety_prompts, num_images_per_prompt=6, guidance_scale=scale, generator=seeded(1),
-                return_steps=True)
-    apart = spread(made.images, 6)                                       # (8,) one value per prompt
-    rows.append((scale, r["rate"], r["ci95"], (apart.mean().item(), 2 * apart.std().item() / 8 ** 0.5),
+    r = adherence(pipe, sweep_prompts, judge, seed=0,
+                  guidance_scale=scale)["scores"]["object"]
+    made = pipe(variety_prompts, num_images_per_prompt=6, guidance_scale=scale,
+                generator=seeded(1), return_steps=True)
+    apart = spread(made.images, 6)                # (8,) one value per prompt
+    rows.append((scale, r["rate"], r["ci95"],
+                 (apart.mean().item(), 2 * apart.std().item() / 8 ** 0.5),
                  made.latents.std().item()))
     examples.append(made.images[:6])
-print(f"{'scale':>5}  {'object right':>12}  {'95% interval':>14}  {'centres apart (+- 2 se)':>23}  {'latent spread':>13}")
+print(f"{'scale':>5}  {'object right':>12}  {'95% interval':>14}  "
+      f"{'centres apart (+- 2 se)':>23}  {'latent spread':>13}")
 for scale, rate, ci, (apart, err), z in rows:
-    print(f"{scale:>5}  {rate:>12.2f}  [{ci[0]:.2f}, {ci[1]:.2f}]  {apart:>12.1f} +- {err:3.1f} px  {z:>13.2f}")
-print(f"(n = {n} prompts per scale; 8 prompts x 6 pictures for the spread; training latents have spread 1)")
+    print(f"{scale:>5}  {rate:>12.2f}  [{ci[0]:.2f}, {ci[1]:.2f}]  "
+          f"{apart:>12.1f} +- {err:3.1f} px  {z:>13.2f}")
+print(f"(n = {n} prompts per scale; 8 prompts x 6 pictures for the spread; "
+      "training latents have spread 1)")
 ''', ["nbval-ignore-output"])
 
 code('''
 fig, axes = plt.subplots(1, 3, figsize=(12, 3))
 rate = [r[1] for r in rows]
-axes[0].errorbar(scales, rate, yerr=[[r[1] - r[2][0] for r in rows], [r[2][1] - r[1] for r in rows]],
+axes[0].errorbar(scales, rate, yerr=[[r[1] - r[2][0] for r in rows],
+                                     [r[2][1] - r[1] for r in rows]],
                  marker="o", capsize=3)
 axes[0].set_ylabel("whole object right")
 axes[0].set_title(f"obeying single-object prompts (n = {n}, 95%)", fontsize=10)
-axes[1].errorbar(scales, [r[3][0] for r in rows], yerr=[r[3][1] for r in rows], marker="o", color="C1", capsize=3)
+axes[1].errorbar(scales, [r[3][0] for r in rows], yerr=[r[3][1] for r in rows],
+                 marker="o", color="C1", capsize=3)
 axes[1].set_ylabel("pixels")
-axes[1].set_title("variety: distance between two\\npictures' objects, same prompt", fontsize=10)
+axes[1].set_title("variety: distance between two\\n"
+                  "pictures' objects, same prompt", fontsize=10)
 axes[2].plot(scales, [r[4] for r in rows], marker="o", color="C3")
 axes[2].axhline(1.0, color="gray", lw=0.8, ls="--")
 axes[2].set_ylabel("spread of the final latents")
-axes[2].set_title("beyond the training range\\n(dashed: the latents it was trained on)", fontsize=10)
+axes[2].set_title("beyond the training range\\n"
+                  "(dashed: the latents it was trained on)", fontsize=10)
 for ax in axes:
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlabel("guidance_scale")
 plt.tight_layout()
 plt.show()
 show_images(torch.cat([e[:4] for e in examples]), nrow=4, size=1.25,
-            titles=[f"scale {s:g}" if k == 0 else "" for s in scales for k in range(4)],
+            titles=[f"scale {s:g}" if k == 0 else ""
+                    for s in scales for k in range(4)],
             title='"a large red circle" at each scale')
 ''', ["nbval-ignore-output"])
 
@@ -475,25 +534,36 @@ object alone can be one of 80 kinds).
 ''')
 
 code('''
-ladder = ["", "a shape", "a red shape", "a large red shape", "a large red circle"]
+ladder = ["", "a shape", "a red shape", "a large red shape",
+          "a large red circle"]
 k = sized(32, 128)
 pics, table = [], []
 for p in ladder:
-    images_p = pipe(p, num_images_per_prompt=k, guidance_scale=4.0, generator=seeded(2))
+    images_p = pipe(p, num_images_per_prompt=k, guidance_scale=4.0,
+                    generator=seeded(2))
     pred = predict(judge, images_p * 2 - 1)
-    kinds = {tuple(row) for row in torch.cat([pred["n_objects"][:, None], pred["color"], pred["shape"],
-                                              pred["size"]], 1).tolist()}            # one tuple per scene
-    obey = obeys(images_p, [p] * k, judge)["object"] if p and p != "a shape" else None
-    empty = int((((images_p - background).abs().amax(1) > 0.2).sum((1, 2)) < 10).sum())    # nothing painted
+    # one tuple per scene
+    kinds = {tuple(row) for row in torch.cat([pred["n_objects"][:, None],
+                                              pred["color"], pred["shape"],
+                                              pred["size"]], 1).tolist()}
+    obey = (obeys(images_p, [p] * k, judge)["object"]
+            if p and p != "a shape" else None)
+    empty = int((((images_p - background).abs().amax(1) > 0.2).sum((1, 2))
+                 < 10).sum())                               # nothing painted
     table.append((p or '"" (no prompt)', len(kinds), obey, empty))
     pics.append(images_p[:6])
-print(f"of {k} pictures per prompt: different scenes, named parts right (95% interval), empty pictures")
-print(f"{'prompt':>22}  {'different':>9}  {'named parts right':>19}  {'empty':>5}")
+print(f"of {k} pictures per prompt: different scenes, "
+      "named parts right (95% interval), empty pictures")
+print(f"{'prompt':>22}  {'different':>9}  {'named parts right':>19}  "
+      f"{'empty':>5}")
 for p, kinds, obey, empty in table:
-    right = "-" if obey is None else f"{obey['rate']:.2f} [{obey['ci95'][0]:.2f}, {obey['ci95'][1]:.2f}]"
+    right = ("-" if obey is None
+             else f"{obey['rate']:.2f} [{obey['ci95'][0]:.2f}, "
+                  f"{obey['ci95'][1]:.2f}]")
     print(f"{p:>22}  {kinds:>9}  {right:>19}  {empty:>5}")
-show_images(torch.cat(pics), nrow=6, size=1.3, titles=[p or "(no prompt)" if j == 0 else "" for p in ladder
-                                                        for j in range(6)], title="from vague to specific")
+show_images(torch.cat(pics), nrow=6, size=1.3,
+            titles=[p or "(no prompt)" if j == 0 else "" for p in ladder
+                    for j in range(6)], title="from vague to specific")
 ''', ["nbval-ignore-output"])
 
 md('''
@@ -529,20 +599,24 @@ code('''
 k = sized(64, 256)
 counts = {}
 for negative in (None, "something red"):
-    pics_n = pipe("a circle", negative_prompt=negative, num_images_per_prompt=k, guidance_scale=4.0,
-                  generator=seeded(3))
+    pics_n = pipe("a circle", negative_prompt=negative, num_images_per_prompt=k,
+                  guidance_scale=4.0, generator=seeded(3))
     pred = predict(judge, pics_n * 2 - 1)
     red = int((pred["color"][:, 0] == shapes.COLORS.index("red")).sum())
     circle = int((pred["shape"][:, 0] == shapes.SHAPES.index("circle")).sum())
-    colours = torch.bincount(pred["color"][:, 0], minlength=len(shapes.COLORS)).tolist()
+    colours = torch.bincount(pred["color"][:, 0],
+                             minlength=len(shapes.COLORS)).tolist()
     counts[negative] = (red, circle, pics_n[:8], colours)
 for negative, (red, circle, _, colours) in counts.items():
     lo, hi = wilson(red / k, k)
-    print(f"negative prompt {str(negative)!r:>16}: red {red:>3} of {k} ({red / k:.2f}, 95% [{lo:.2f}, {hi:.2f}]), "
-          f"circles {circle} of {k}")
-    print(" " * 35 + "colours: " + ", ".join(f"{c} {v}" for c, v in zip(shapes.COLORS, colours)))
+    print(f"negative prompt {str(negative)!r:>16}: red {red:>3} of {k} "
+          f"({red / k:.2f}, 95% [{lo:.2f}, {hi:.2f}]), circles {circle} of {k}")
+    print(" " * 35 + "colours: "
+          + ", ".join(f"{c} {v}" for c, v in zip(shapes.COLORS, colours)))
 show_images(torch.cat([v[2] for v in counts.values()]), nrow=8, size=1.2,
-            titles=[t if j == 0 else "" for t in ("no negative", "negative: something red") for j in range(8)],
+            titles=[t if j == 0 else ""
+                    for t in ("no negative", "negative: something red")
+                    for j in range(8)],
             title='"a circle"')
 ''', ["nbval-ignore-output"])
 
@@ -570,44 +644,57 @@ object's colour where the blob covers a fifth of it.)
 code('''
 g = torch.Generator().manual_seed(4)
 n_sketch = sized(24, 96)
-attrs = shapes.sample_attributes(n_sketch, split="train", p_two=1.0, generator=g)
-sketch_prompts = shapes.captions(attrs)                                      # what each sketch should become
-blobs = {**attrs, "shape": attrs["shape"].clamp(max=0)}                      # every object drawn as a round blob
-cover = F.avg_pool2d(shapes.object_masks(blobs), 8)                          # (n, 2, 8, 8) share of each block
+attrs = shapes.sample_attributes(n_sketch, split="train", p_two=1.0,
+                                 generator=g)
+sketch_prompts = shapes.captions(attrs)       # what each sketch should become
+# every object drawn as a round blob
+blobs = {**attrs, "shape": attrs["shape"].clamp(max=0)}
+# (n, 2, 8, 8) share of each block
+cover = F.avg_pool2d(shapes.object_masks(blobs), 8)
 bg = torch.tensor(shapes.BACKGROUND).view(1, 3, 1, 1)
-sketch_small = bg.repeat(n_sketch, 1, 8, 8)                                  # (n, 3, 8, 8) in [0, 1]
+sketch_small = bg.repeat(n_sketch, 1, 8, 8)   # (n, 3, 8, 8) in [0, 1]
 for j in range(2):
     ink = shapes.RGB[attrs["color"][:, j]].view(-1, 3, 1, 1) - bg
-    sketch_small = torch.where(cover[:, j:j + 1] > 0.2, bg + ink, sketch_small)   # the colour, or not
-sketches = F.interpolate(sketch_small, scale_factor=8, mode="nearest")      # (n, 3, 64, 64) blocky blobs
+    sketch_small = torch.where(cover[:, j:j + 1] > 0.2, bg + ink,
+                               sketch_small)              # the colour, or not
+# (n, 3, 64, 64) blocky blobs
+sketches = F.interpolate(sketch_small, scale_factor=8, mode="nearest")
 print(sketch_prompts[0])
-show_images(sketches[:8], nrow=8, size=1.2, title="the sketches: 8 x 8 blocks of colour, no shapes")
+show_images(sketches[:8], nrow=8, size=1.2,
+            title="the sketches: 8 x 8 blocks of colour, no shapes")
 ''')
 
 code('''
 strengths = [0.2, 0.4, 0.6, 0.8, 1.0]
-full = schedule("loglinear", 30, sigma_min=pipe.sigma_min, sigma_max=pipe.sigma_max)
+full = schedule("loglinear", 30, sigma_min=pipe.sigma_min,
+                sigma_max=pipe.sigma_max)
 layout_err, obey_rate, rows_img = [], [], []
 for strength in strengths:
-    out = pipe(sketch_prompts, image=sketches, strength=strength, guidance_scale=4.0, generator=seeded(5),
-               num_images_per_prompt=1)
-    layout_err.append((F.avg_pool2d(out, 8) - sketch_small).abs().mean().item())   # far from the sketch's blocks?
+    out = pipe(sketch_prompts, image=sketches, strength=strength,
+               guidance_scale=4.0, generator=seeded(5), num_images_per_prompt=1)
+    # far from the sketch's blocks?
+    layout_err.append((F.avg_pool2d(out, 8) - sketch_small).abs().mean().item())
     verdict = obeys(out, sketch_prompts, judge)
     obey_rate.append([verdict[key] for key in ("color", "shape", "scene")])
     rows_img.append(out[:4])
 
 
-def rate(r):                                  # a rate with its 95% interval, e.g. "0.45 [0.30, 0.61]"
+def rate(r):        # a rate with its 95% interval, e.g. "0.45 [0.30, 0.61]"
     return f"{r['rate']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
 
 
-print(f"n = {n_sketch} sketches; right, as the judge reads it, with 95% intervals")
-print(f"{'strength':>8} {'from sigma':>10} {'off the blocks':>14} {'colours':>17} {'shapes':>17} {'whole scene':>17}")
+print(f"n = {n_sketch} sketches; right, as the judge reads it, "
+      "with 95% intervals")
+print(f"{'strength':>8} {'from sigma':>10} {'off the blocks':>14} "
+      f"{'colours':>17} {'shapes':>17} {'whole scene':>17}")
 for strength, e, (c, sh, sc) in zip(strengths, layout_err, obey_rate):
-    start = full[30 - max(1, round(strength * 30))]                        # the first level it runs
-    print(f"{strength:>8.1f} {start:>10.2f} {e:>14.3f} {rate(c):>17} {rate(sh):>17} {rate(sc):>17}")
+    start = full[30 - max(1, round(strength * 30))]  # the first level it runs
+    print(f"{strength:>8.1f} {start:>10.2f} {e:>14.3f} "
+          f"{rate(c):>17} {rate(sh):>17} {rate(sc):>17}")
 show_images(torch.cat([sketches[:4]] + rows_img), nrow=4, size=1.3,
-            titles=[t if j == 0 else "" for t in ["sketch"] + [f"strength {s}" for s in strengths] for j in range(4)])
+            titles=[t if j == 0 else ""
+                    for t in ["sketch"] + [f"strength {s}" for s in strengths]
+                    for j in range(4)])
 ''', ["nbval-ignore-output"])
 
 md('''
@@ -644,37 +731,54 @@ Here we replace the second object of real scenes with something else:
 code('''
 g = torch.Generator().manual_seed(6)
 n_inpaint = sized(16, 64)
-attrs = shapes.sample_attributes(n_inpaint, split="train", p_two=1.0, generator=g)
-scenes = (shapes.render(attrs) + 1) / 2                                      # (n, 3, 64, 64) in [0, 1]
-objects = shapes.object_masks(attrs) > 0                                     # (n, 2, 64, 64)
-mask = F.max_pool2d(objects[:, 1:].float(), 3, stride=1, padding=1)          # object 1, grown by a pixel
+attrs = shapes.sample_attributes(n_inpaint, split="train", p_two=1.0,
+                                 generator=g)
+scenes = (shapes.render(attrs) + 1) / 2   # (n, 3, 64, 64) in [0, 1]
+objects = shapes.object_masks(attrs) > 0  # (n, 2, 64, 64)
+# object 1, grown by a pixel
+mask = F.max_pool2d(objects[:, 1:].float(), 3, stride=1, padding=1)
 new = {k: v.clone() for k, v in attrs.items()}
-for shift in range(1, 8):                    # another colour and shape, never a held-out pair (section 9)
-    redo = (new["color"][:, 1] == attrs["color"][:, 1]) | shapes.is_held_out(new)[:, 1]
-    new["color"][redo, 1] = (attrs["color"][redo, 1] + shift) % len(shapes.COLORS)
-    new["shape"][redo, 1] = (attrs["shape"][redo, 1] + 1 + shift % 4) % len(shapes.SHAPES)
+# another colour and shape, never a held-out pair (section 9)
+for shift in range(1, 8):
+    redo = ((new["color"][:, 1] == attrs["color"][:, 1])
+            | shapes.is_held_out(new)[:, 1])
+    new["color"][redo, 1] = ((attrs["color"][redo, 1] + shift) %
+                             len(shapes.COLORS))
+    new["shape"][redo, 1] = ((attrs["shape"][redo, 1] + 1 + shift % 4) %
+                             len(shapes.SHAPES))
 new_prompts = shapes.captions(new)
-out = pipe(new_prompts, image=scenes, mask=mask, strength=1.0, guidance_scale=4.0, generator=seeded(7),
-           return_steps=True)
-cells = F.max_pool2d(mask, 8) > 0                                            # (n, 1, 8, 8) latent cells repainted
-kept = pipe.vae.encode((scenes * 2 - 1).to(device)).cpu()                    # (n, 4, 8, 8) the input's latent
-print("latent outside the repainted cells exactly the input's:", torch.equal(out.latents * ~cells, kept * ~cells))
-repainted = cells.float().repeat_interleave(8, 2).repeat_interleave(8, 3)    # (n, 1, 64, 64) pixels of those cells
+out = pipe(new_prompts, image=scenes, mask=mask, strength=1.0,
+           guidance_scale=4.0, generator=seeded(7), return_steps=True)
+cells = F.max_pool2d(mask, 8) > 0         # (n, 1, 8, 8) latent cells repainted
+# (n, 4, 8, 8) the input's latent
+kept = pipe.vae.encode((scenes * 2 - 1).to(device)).cpu()
+print("latent outside the repainted cells exactly the input's:",
+      torch.equal(out.latents * ~cells, kept * ~cells))
+# (n, 1, 64, 64) pixels of those cells
+repainted = cells.float().repeat_interleave(8, 2).repeat_interleave(8, 3)
 outside = (repainted == 0).expand_as(scenes)
 roundtrip = pipe.decode(kept)
-print(f"pixels outside them: mean error {(out.images - scenes)[outside].abs().mean():.3f} "
-      f"(the painter's own round trip: {(roundtrip - scenes)[outside].abs().mean():.3f})")
+print(f"pixels outside them: mean error "
+      f"{(out.images - scenes)[outside].abs().mean():.3f} "
+      f"(the painter's own round trip: "
+      f"{(roundtrip - scenes)[outside].abs().mean():.3f})")
 print(f"share of the other object inside the repainted cells: "
       f"{(objects[:, :1] & (repainted > 0)).sum() / objects[:, :1].sum():.2f}")
 pred = predict(judge, out.images * 2 - 1)
 print(f"right, as the judge reads it (n = {n_inpaint} scenes; 95% intervals):")
-for j, (name, truth) in enumerate((("kept object", attrs), ("new object", new))):
-    right = {k: (pred[k][:, j] == truth[k][:, j]).float().mean().item() for k in ("color", "shape", "size")}
-    print(f"  {name}: " + ", ".join(f"{k} {v:.2f} [{wilson(v, n_inpaint)[0]:.2f}, {wilson(v, n_inpaint)[1]:.2f}]"
-                                    for k, v in right.items()))
-show_images(torch.cat([scenes[:4], (scenes * (1 - 0.6 * repainted))[:4], out.images[:4]]), nrow=4, size=2.0,
-            titles=captioned(shapes.captions(attrs)[:4], 26) + ["repainted (darker)"] + [""] * 3 +
-            captioned(new_prompts[:4], 26))
+for j, (name, truth) in enumerate((("kept object", attrs),
+                                   ("new object", new))):
+    right = {k: (pred[k][:, j] == truth[k][:, j]).float().mean().item()
+             for k in ("color", "shape", "size")}
+    print(f"  {name}: "
+          + ", ".join(f"{k} {v:.2f} [{wilson(v, n_inpaint)[0]:.2f}, "
+                      f"{wilson(v, n_inpaint)[1]:.2f}]"
+                      for k, v in right.items()))
+show_images(torch.cat([scenes[:4], (scenes * (1 - 0.6 * repainted))[:4],
+                       out.images[:4]]), nrow=4, size=2.0,
+            titles=captioned(shapes.captions(attrs)[:4], 26)
+                   + ["repainted (darker)"] + [""] * 3
+                   + captioned(new_prompts[:4], 26))
 ''', ["nbval-ignore-output"])
 
 md('''
@@ -700,23 +804,33 @@ code('''
 m = card["metrics"]
 keys = ("color", "shape", "size", "object", "binding", "relation", "scene")
 r = m["heldout_single"]
-print(f"right, as the judge reads it ({r['num_inference_steps']} {r['sampler']} steps, guidance {r['guidance_scale']})")
+print(f"right, as the judge reads it ({r['num_inference_steps']} "
+      f"{r['sampler']} steps, guidance {r['guidance_scale']})")
 print(f"{'':>18}{'n':>6}" + "".join(f"{key:>9}" for key in keys))
-for name, scores, n_ in (("held-out single", m["heldout_single"]["scores"], m["heldout_single"]["n_prompts"]),
-                         ("held-out pairs", m["heldout_pairs"]["scores"], m["heldout_pairs"]["n_prompts"]),
-                         ("partial prompts", m["partial"]["scores"], m["partial"]["n_prompts"]),
-                         ("real scenes", m["judge_on_real_scenes"], m["judge_on_real_scenes"]["scene"]["n"])):
-    print(f"{name:>18}{n_:>6}" + "".join(f"{scores[key]['rate']:>9.2f}" if key in scores and scores[key]["n"]
-                                          else f"{'-':>9}" for key in keys))
+for name, scores, n_ in (("held-out single", m["heldout_single"]["scores"],
+                          m["heldout_single"]["n_prompts"]),
+                         ("held-out pairs", m["heldout_pairs"]["scores"],
+                          m["heldout_pairs"]["n_prompts"]),
+                         ("partial prompts", m["partial"]["scores"],
+                          m["partial"]["n_prompts"]),
+                         ("real scenes", m["judge_on_real_scenes"],
+                          m["judge_on_real_scenes"]["scene"]["n"])):
+    print(f"{name:>18}{n_:>6}"
+          + "".join(f"{scores[key]['rate']:>9.2f}"
+                    if key in scores and scores[key]["n"] else f"{'-':>9}"
+                    for key in keys))
 ''')
 
 code('''
 r = m["realism"]
-print(f"FD (judge's features, {r['draws']} draws of n = {r['n']}): {r['fd']:.0f} +- {r['fd_se']:.0f}; "
-      f"floor (other real scenes) {r['fd_floor']:.0f} +- {r['fd_floor_se']:.0f} (+- one standard error)")
-print(f"CLIP score (cosine of picture and prompt): {r['clip_score']:.2f}; real scenes {r['clip_score_real']:.2f}")
+print(f"FD (judge's features, {r['draws']} draws of n = {r['n']}): "
+      f"{r['fd']:.0f} +- {r['fd_se']:.0f}; floor (other real scenes) "
+      f"{r['fd_floor']:.0f} +- {r['fd_floor_se']:.0f} (+- one standard error)")
+print(f"CLIP score (cosine of picture and prompt): {r['clip_score']:.2f}; "
+      f"real scenes {r['clip_score_real']:.2f}")
 clip_card = read_card(settings["text_encoder"])["metrics"]
-print(f"chapter 5's probe of the text encoder: binding {clip_card['binding_accuracy']:.2f}, "
+print(f"chapter 5's probe of the text encoder: "
+      f"binding {clip_card['binding_accuracy']:.2f}, "
       f"relation {clip_card['relation_accuracy']:.2f} (chance 0.50)")
 ''')
 
@@ -760,7 +874,8 @@ both = {"latent": (pipe, card), "pixels": (pixels, pixels_card)}
 
 
 def step_gflops(p):
-    """GFLOPs of one guided step for one picture: the U-Net on the prompt and on no prompt."""
+    """GFLOPs of one guided step for one picture: the U-Net on the prompt and on
+    no prompt."""
     x = torch.zeros(2, *p.vae.latent_shape((1, 3, 64, 64))[1:], device=device)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         p.unet(x, 1.0, p.encode_prompt([recipe.INTRO_PROMPT, ""]))
@@ -772,27 +887,39 @@ def rate_ci(c, key, kind):
     return f"{r['rate']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
 
 
-lines = [("denoises", lambda p, c: "x".join(map(str, p.vae.latent_shape((1, 3, 64, 64))[1:]))),
+lines = [("denoises", lambda p, c:
+              "x".join(map(str, p.vae.latent_shape((1, 3, 64, 64))[1:]))),
          ("U-Net parameters", lambda p, c: f"{c['parameters'] / 1e6:.1f} M"),
-         ("training steps x batch", lambda p, c: f"{c['settings']['steps']:,} x {c['settings']['batch_size']}"),
-         ("training time (card)", lambda p, c: f"{c['metrics']['train_seconds'] / 60:.0f} min"),
+         ("training steps x batch", lambda p, c:
+              f"{c['settings']['steps']:,} x {c['settings']['batch_size']}"),
+         ("training time (card)", lambda p, c:
+              f"{c['metrics']['train_seconds'] / 60:.0f} min"),
          ("GFLOPs per guided step", lambda p, c: f"{step_gflops(p):.2f}"),
-         ("4 pictures, 30 steps (card)", lambda p, c: f"{c['metrics']['seconds_for_4_images']['seconds']:.1f} s")]
-lines += [(f"{kind} (held-out single)", lambda p, c, kind=kind: rate_ci(c, "heldout_single", kind))
+         ("4 pictures, 30 steps (card)", lambda p, c:
+              f"{c['metrics']['seconds_for_4_images']['seconds']:.1f} s")]
+lines += [(f"{kind} (held-out single)",
+           lambda p, c, kind=kind: rate_ci(c, "heldout_single", kind))
           for kind in ("color", "shape", "size", "object")]
-lines += [(f"{kind} (held-out pairs)", lambda p, c, kind=kind: rate_ci(c, "heldout_pairs", kind))
+lines += [(f"{kind} (held-out pairs)",
+           lambda p, c, kind=kind: rate_ci(c, "heldout_pairs", kind))
           for kind in ("binding", "relation")]
-lines += [("FD +- se (floor)", lambda p, c: "{fd:.0f} +- {fd_se:.0f} ({fd_floor:.0f})".format(**c["metrics"]["realism"]))]
-table = [(label, [f(p, c) for p, c in both.values()]) for label, f in lines]             # measure, then print
+lines += [("FD +- se (floor)",
+           lambda p, c: "{fd:.0f} +- {fd_se:.0f} ({fd_floor:.0f})".format(
+               **c["metrics"]["realism"]))]
+# measure, then print
+table = [(label, [f(p, c) for p, c in both.values()]) for label, f in lines]
 print(f"{'':30}{'latent (t2i_shapes)':>24}{'pixels (t2i_shapes_pixels)':>28}")
 for label, (latent, pixel) in table:
     print(f"{label:30}{latent:>24}{pixel:>28}")
 '''
 PIXELS_PICTURES = '''
-shown = [recipe.INTRO_PROMPT, "a large red circle", "a green triangle", "a purple shape"]
-rows = [p(shown, guidance_scale=4.0, generator=seeded(3)) for p, _ in both.values()]      # same prompts, same seed
+shown = [recipe.INTRO_PROMPT, "a large red circle", "a green triangle",
+         "a purple shape"]
+rows = [p(shown, guidance_scale=4.0, generator=seeded(3))
+        for p, _ in both.values()]                   # same prompts, same seed
 show_images(torch.cat(rows), nrow=len(shown), size=1.9,
-            titles=captioned(shown) + [""] * len(shown), title="top: latent (t2i_shapes); bottom: pixels, same CPU time")
+            titles=captioned(shown) + [""] * len(shown),
+            title="top: latent (t2i_shapes); bottom: pixels, same CPU time")
 '''
 PIXELS_FINDINGS = '''
 The same CPU time (the cards say 75 minutes each) bought very different models:
@@ -818,24 +945,33 @@ ten times the time, or with a smaller batch and more steps; we did not try those
 JOINT_CODE = '''
 joint_card = read_card("t2i_shapes_joint")
 joint = TextToImage.from_pretrained("t2i_shapes_joint", device=device)
-rows = (("held-out single", "heldout_single", ("color", "shape", "size", "object")),
-        ("held-out pairs", "heldout_pairs", ("binding", "relation", "scene")),
-        ("partial prompts", "partial", ("scene",)))
-print(f"{'':16} {'':9} {'frozen text encoder':>22} {'trained with the U-Net':>24}   (95% intervals, n per row)")
+rows = (
+    ("held-out single", "heldout_single", ("color", "shape", "size", "object")),
+    ("held-out pairs", "heldout_pairs", ("binding", "relation", "scene")),
+    ("partial prompts", "partial", ("scene",)))
+print(f"{'':16} {'':9} {'frozen text encoder':>22} "
+      f"{'trained with the U-Net':>24}   (95% intervals, n per row)")
 for name, key, kinds in rows:
     for kind in kinds:
-        a, b = card["metrics"][key]["scores"][kind], joint_card["metrics"][key]["scores"][kind]
-        print(f"{name:16} {kind:9} {a['rate']:>6.2f} [{a['ci95'][0]:.2f}, {a['ci95'][1]:.2f}] "
-              f"{b['rate']:>10.2f} [{b['ci95'][0]:.2f}, {b['ci95'][1]:.2f}]   {a['n']}")
+        a, b = (card["metrics"][key]["scores"][kind],
+                joint_card["metrics"][key]["scores"][kind])
+        print(f"{name:16} {kind:9} "
+              f"{a['rate']:>6.2f} [{a['ci95'][0]:.2f}, {a['ci95'][1]:.2f}] "
+              f"{b['rate']:>10.2f} [{b['ci95'][0]:.2f}, {b['ci95'][1]:.2f}]"
+              f"   {a['n']}")
         name = ""
 for label, c in (("frozen", card), ("trained", joint_card)):
     r = c["metrics"]["realism"]
-    print(f"{label:>8}: FD {r['fd']:.0f} +- {r['fd_se']:.0f} (floor {r['fd_floor']:.0f}), CLIP score {r['clip_score']:.2f}")
-joint_overlap = attention_in_objects(joint, n=sized(100, 500), sigmas=(1.0,), seed=0)[1.0]
-print(f"attention inside its own object at sigma 1 (n = {joint_overlap['n']} words, chance "
-      f"{joint_overlap['chance']:.2f}):")
-print(f"  colour words {overlap[1.0]['color']:.2f} frozen, {joint_overlap['color']:.2f} trained; "
-      f"shape words {overlap[1.0]['shape']:.2f} frozen, {joint_overlap['shape']:.2f} trained")
+    print(f"{label:>8}: FD {r['fd']:.0f} +- {r['fd_se']:.0f} "
+          f"(floor {r['fd_floor']:.0f}), CLIP score {r['clip_score']:.2f}")
+joint_overlap = attention_in_objects(joint, n=sized(100, 500), sigmas=(1.0,),
+                                     seed=0)[1.0]
+print(f"attention inside its own object at sigma 1 (n = {joint_overlap['n']} "
+      f"words, chance {joint_overlap['chance']:.2f}):")
+print(f"  colour words {overlap[1.0]['color']:.2f} frozen, "
+      f"{joint_overlap['color']:.2f} trained; "
+      f"shape words {overlap[1.0]['shape']:.2f} frozen, "
+      f"{joint_overlap['shape']:.2f} trained")
 '''
 JOINT_FINDINGS = '''
 Training the text encoder with the U-Net helped most where the frozen one failed most:
@@ -896,27 +1032,38 @@ code('''
 import ipywidgets as widgets
 
 
-def draw(prompt="a red circle to the left of a blue square", negative="", guidance_scale=4.0, steps=30, seed=0):
+def draw(prompt="a red circle to the left of a blue square", negative="",
+         guidance_scale=4.0, steps=30, seed=0):
     try:
-        pics = pipe(prompt, negative_prompt=negative or None, guidance_scale=guidance_scale,
-                    num_inference_steps=steps, num_images_per_prompt=4, generator=seeded(seed))
-    except ValueError as e:                            # an unknown word, a prompt too long: say so
+        pics = pipe(prompt, negative_prompt=negative or None,
+                    guidance_scale=guidance_scale, num_inference_steps=steps,
+                    num_images_per_prompt=4, generator=seeded(seed))
+    except ValueError as e:        # an unknown word, a prompt too long: say so
         print(e)
         return
-    show_images(pics, nrow=4, size=2.0, title=f"{prompt} (guidance {guidance_scale:g}, {steps} steps, seed {seed})")
+    show_images(pics, nrow=4, size=2.0,
+                title=f"{prompt} (guidance {guidance_scale:g}, "
+                      f"{steps} steps, seed {seed})")
 
 
-widgets.interact_manual(draw, prompt=widgets.Text(value=prompt, layout=widgets.Layout(width="60%")),
-                        negative=widgets.Text(value=""),
-                        guidance_scale=widgets.FloatSlider(value=4.0, min=0.0, max=12.0, step=0.5),
-                        steps=widgets.IntSlider(value=30, min=2, max=60), seed=widgets.IntSlider(value=0, max=50));
+widgets.interact_manual(
+    draw, prompt=widgets.Text(value=prompt, layout=widgets.Layout(width="60%")),
+    negative=widgets.Text(value=""),
+    guidance_scale=widgets.FloatSlider(value=4.0, min=0.0, max=12.0, step=0.5),
+    steps=widgets.IntSlider(value=30, min=2, max=60),
+    seed=widgets.IntSlider(value=0, max=50));
 ''', ["nbval-ignore-output", "remove-output"])
 
 code('''
-gallery = ["a red circle to the left of a blue square", "a small yellow triangle above a large cyan diamond",
-           "something green", "a large plus", "a white square left of an orange circle", "a tiny purple shape"]
-pics = pipe(gallery, num_images_per_prompt=4, guidance_scale=4.0, generator=seeded(8))
-show_images(pics, nrow=8, size=1.25, titles=[textwrap.fill(p, 24) if j == 0 else "" for p in gallery for j in range(4)])
+gallery = ["a red circle to the left of a blue square",
+           "a small yellow triangle above a large cyan diamond",
+           "something green", "a large plus",
+           "a white square left of an orange circle", "a tiny purple shape"]
+pics = pipe(gallery, num_images_per_prompt=4, guidance_scale=4.0,
+            generator=seeded(8))
+show_images(pics, nrow=8, size=1.25,
+            titles=[textwrap.fill(p, 24) if j == 0 else ""
+                    for p in gallery for j in range(4)])
 ''', ["nbval-ignore-output"])
 
 md('''
@@ -932,7 +1079,8 @@ the U-Net's noise predictions for the prompt, `eps_cond`, and for the negative p
 
 exercise("negative_guidance", "eps_cond, eps_neg, guidance_scale",
          "(B, C, H, W), (B, C, H, W), float -> (B, C, H, W) the guided noise prediction.", '''
-    return eps_neg + guidance_scale * (eps_cond - eps_neg)           # start at the negative, push away
+    # start at the negative, push away
+    return eps_neg + guidance_scale * (eps_cond - eps_neg)
 ''')
 
 md('''
@@ -947,7 +1095,7 @@ Python's `round`, as the pipeline does: it rounds halves to the even number, `ro
 exercise("img2img_start", "z0, noise, sigmas, strength",
          "(B, 4, 8, 8), (B, 4, 8, 8), (steps + 1,), float in (0, 1] -> (start latent, sigmas left).", '''
     steps = len(sigmas) - 1
-    start = steps - max(1, round(strength * steps))                  # skip the noisiest levels
+    start = steps - max(1, round(strength * steps))  # skip the noisiest levels
     x = sigmas[start] * noise if strength == 1 else z0 + sigmas[start] * noise
     return x, sigmas[start:]
 ''')
@@ -964,7 +1112,8 @@ a blue square" has every colour and every shape, and is still wrong.
 exercise("binding", "pred_color, pred_shape, want_color, want_shape",
          "Four (B, 2) id tensors -> (B,) bool.", '''
     same = (pred_color == want_color).all(1) & (pred_shape == want_shape).all(1)
-    swapped = (pred_color == want_color.flip(1)).all(1) & (pred_shape == want_shape.flip(1)).all(1)
+    swapped = ((pred_color == want_color.flip(1)).all(1)
+               & (pred_shape == want_shape.flip(1)).all(1))
     return same | swapped
 ''')
 

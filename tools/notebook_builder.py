@@ -25,7 +25,7 @@ def code(src, tags=None):
 
 def write(path):
     """Write the collected cells to `path`. --markdown-only keeps the executed outputs: it takes the new
-    text and the new layout of code whose syntax tree is unchanged (line breaks, comments), and refuses
+    text, tags, and layout of code whose syntax tree is unchanged (line breaks, comments), and refuses
     any other change to the code."""
     if "--markdown-only" in sys.argv:
         nb = nbformat.read(path, as_version=4)
@@ -34,6 +34,8 @@ def write(path):
             sys.exit("the code cells changed: rebuild without --markdown-only and execute the notebook")
         for old, new in zip(nb.cells, cells):
             old.source = new.source
+            old.metadata.pop("tags", None)
+            old.metadata.update(new.metadata)
     else:
         nb = nbformat.v4.new_notebook(cells=cells)
         nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
