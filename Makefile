@@ -1,8 +1,8 @@
 # Two commands on a fresh machine (Python 3.9+, no GPU needed):
 #   make book   set up .venv and build the book into _build/html
 #   make test   set up .venv and run every test: unit tests, nbval on every notebook (twice:
-#               this CPU's kernels, then the student versions under a second set), and the book
-#               build with warnings as errors
+#               this CPU's kernels, then the student versions under a second set), the book
+#               build with warnings as errors, and every page in a headless browser
 # Both are idempotent: the environment is rebuilt only when requirements change.
 
 PYTHON ?= python3
@@ -39,14 +39,16 @@ book: $(STAMP)
 	@echo "The book is in _build/html (open _build/html/index.html)"
 
 test: $(STAMP)
-	env $(NB_ENV) $(PY) -m pytest tests book $(NBVAL)
+	env $(NB_ENV) $(PY) -m pytest tests book --ignore=tests/browser $(NBVAL)
 	$(MAKE) --no-print-directory student
 	@echo "== the student versions, under other CPU kernels ($(OTHER_KERNELS))"
 	env $(NB_ENV) $(OTHER_KERNELS) $(PY) -m pytest _build/student $(NBVAL)
 	$(MAKE) --no-print-directory build-strict
+	@echo "== every page in headless Chromium, network blocked (screenshots in _build/screenshots)"
+	$(PY) -m pytest tests/browser -p no:cacheprovider -rs
 
 unit: $(STAMP)
-	$(PY) -m pytest tests -p no:cacheprovider
+	$(PY) -m pytest tests --ignore=tests/browser -p no:cacheprovider
 
 notebooks: $(STAMP)
 	$(PY) tools/execute_notebooks.py book/*.ipynb

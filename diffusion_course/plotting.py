@@ -99,3 +99,86 @@ def show_images(images, titles=None, nrow=None, title=None, size=1.6, cmap="gray
         plt.show()
         return None
     return fig
+
+
+class WebSlider:
+    """Precomputed frames behind HTML range sliders: an interactive figure that works on a web page with
+    no kernel (the way matplotlib's animation HTML does). Made by `web_slider`; shown as HTML by Jupyter
+    and by the rendered book. Its text form (what nbval compares) names the controls and frame count."""
+
+    _count = 0
+
+    def __init__(self, controls, frames, fmt):
+        self.controls, self.frames, self.fmt = controls, frames, fmt   # {name: values}, [data URI], {name: fmt}
+        WebSlider._count += 1
+        self.id = f"dc-slider-{WebSlider._count}"
+
+    def __repr__(self):
+        parts = [f"{name} ({len(v)}: {self.fmt[name].format(v[0])} .. {self.fmt[name].format(v[-1])})"
+                 for name, v in self.controls.items()]
+        return f"WebSlider over {', '.join(parts)}: {len(self.frames)} frames"
+
+    def _repr_html_(self):
+        import html
+        import json
+        labels = {name: [self.fmt[name].format(v) for v in values] for name, values in self.controls.items()}
+        inputs = "".join(
+            f'<label style="margin-right:1.5em">{html.escape(name)} '
+            f'<input type="range" min="0" max="{len(values) - 1}" step="1" value="0" data-name="{html.escape(name)}" '
+            f'style="vertical-align:middle"> <output>{html.escape(labels[name][0])}</output></label>'
+            for name, values in self.controls.items())
+        script = (f"(function() {{ var root = document.getElementById('{self.id}'); "
+                  f"var frames = {json.dumps(self.frames)}; var labels = {json.dumps(list(labels.values()))}; "
+                  "var inputs = root.querySelectorAll('input[type=range]'); "
+                  "function update() { var k = 0; inputs.forEach(function(el, i) { "
+                  "k = k * labels[i].length + Number(el.value); "
+                  "el.nextElementSibling.textContent = labels[i][Number(el.value)]; }); "
+                  "root.querySelector('img').src = frames[k]; } "
+                  "inputs.forEach(function(el) { el.addEventListener('input', update); }); })();")
+        return (f'<div class="dc-slider" id="{self.id}"><div>{inputs}</div>'
+                f'<img src="{self.frames[0]}" alt="{html.escape(repr(self))}" style="max-width:100%">'
+                f'<script>{script}</script></div>')
+
+
+def web_slider(draw, fmt="{:g}", dpi=72, **controls):
+    """An interactive figure for the web page: `draw` is called for every combination of the controls'
+    values, and the page shows the matching picture as the sliders move, with no kernel.
+
+        web_slider(show_sigma, sigma=[0.1, 0.5, 1, 2, 5])     # draw(sigma=...) for each value
+
+    draw(**values) draws with matplotlib as a live ipywidgets callback does (show_images, plt.show(): the
+    drawing happens off screen here); its last figure is kept as a PNG at `dpi`. controls: name ->
+    list of values (at least one each; the frames are all their combinations, so keep them few, the
+    page carries every frame). fmt: how values are written beside the slider, one format or a dict by name.
+    Returns a WebSlider, which Jupyter and the book display as HTML.
+    """
+    import base64
+    import io
+    import itertools
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    if not controls:
+        raise ValueError("give at least one control, e.g. web_slider(draw, sigma=[0.1, 1.0, 10.0])")
+    for name, values in controls.items():
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ValueError(f"control {name!r} needs a non-empty list of values, got {values!r}")
+    fmts = fmt if isinstance(fmt, dict) else {name: fmt for name in controls}
+    frames = []
+    backend = plt.get_backend()
+    plt.switch_backend("agg")                      # plt.show() inside draw() then draws off screen
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*non-interactive.*")
+            for combo in itertools.product(*controls.values()):
+                draw(**dict(zip(controls, combo)))
+                if not plt.get_fignums():
+                    raise ValueError(f"draw({dict(zip(controls, combo))}) drew no matplotlib figure")
+                buf = io.BytesIO()
+                plt.figure(plt.get_fignums()[-1]).savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+                plt.close("all")
+                frames.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"))
+    finally:
+        plt.switch_backend(backend)
+    return WebSlider({name: list(values) for name, values in controls.items()}, frames, fmts)

@@ -46,3 +46,31 @@ def test_show_images_rejects_nan_and_title_mismatch_and_non_arrays():
         show_images(torch.rand(2, 1, 4, 4), titles=["a"], show=False)
     with pytest.raises(TypeError, match="expects a torch tensor"):
         show_images("picture.png", show=False)
+
+
+def test_web_slider_keeps_one_frame_per_combination_and_restores_the_backend():
+    from diffusion_course.plotting import web_slider
+    backend = plt.get_backend()
+    calls = []
+
+    def draw(sigma, seed=0):               # draws the way a live widget callback does, plt.show() included
+        calls.append((sigma, seed))
+        show_images(torch.full((1, 1, 8, 8), sigma), title=f"{sigma} {seed}")
+
+    w = web_slider(draw, sigma=[0.1, 1.0, 10.0], seed=[0, 1], fmt={"sigma": "{:.1f}", "seed": "{}"})
+    assert calls == [(0.1, 0), (0.1, 1), (1.0, 0), (1.0, 1), (10.0, 0), (10.0, 1)]   # row-major, as the page's JS
+    assert len(w.frames) == 6 and len(set(w.frames)) == 6 and all(f.startswith("data:image/png;base64,") for f in w.frames)
+    assert repr(w) == "WebSlider over sigma (3: 0.1 .. 10.0), seed (2: 0 .. 1): 6 frames"
+    page = w._repr_html_()
+    assert page.count('type="range"') == 2 and 'max="2"' in page and 'max="1"' in page and w.frames[0] in page
+    assert plt.get_backend() == backend and not plt.get_fignums()
+
+
+def test_web_slider_bad_calls_say_what_to_do():
+    from diffusion_course.plotting import web_slider
+    with pytest.raises(ValueError, match="at least one control"):
+        web_slider(lambda: None)
+    with pytest.raises(ValueError, match="non-empty list"):
+        web_slider(lambda sigma: None, sigma=[])
+    with pytest.raises(ValueError, match="drew no matplotlib figure"):
+        web_slider(lambda sigma: None, sigma=[1.0])
