@@ -219,7 +219,7 @@ print("the hand-written loop and pipe() give the same picture:",
 ''')
 
 md('''
-At every step the loop also kept its guess of the finished latent, $x_0 = x -
+At every step the loop also kept its guess of the finished latent, $\\hat x_0 = x -
 \\sigma\\hat\\varepsilon$ (chapter 4). Decoded by the painter, the guesses show the picture
 forming: the objects' places appear first, at large noise, and the later steps sharpen their
 edges.
@@ -413,8 +413,8 @@ md('''
 ## 4. What `guidance_scale` does
 
 Guidance pushes each step away from the "no prompt" prediction and towards the prompt's:
-$\\hat\\varepsilon = \\varepsilon_{\\varnothing} + s\\,(\\varepsilon_{\\text{prompt}} -
-\\varepsilon_{\\varnothing})$ {cite}`ho2022classifier`. Scale 0 ignores the prompt, 1 is the
+$\\hat\\varepsilon = \\hat\\varepsilon_{\\varnothing} + s\\,(\\hat\\varepsilon_{\\text{prompt}} -
+\\hat\\varepsilon_{\\varnothing})$ {cite}`ho2022classifier`. Scale 0 ignores the prompt, 1 is the
 plain conditional model, larger values exaggerate the difference. (This $s$ is diffusers'
 `guidance_scale`; Ho & Salimans write $1 + w$ for it.) We measure, for a range of scales:
 
@@ -587,8 +587,8 @@ md('''
 
 A negative prompt says what the picture should *not* show. It needs no new machinery: it
 simply takes the place of "no prompt" in guidance,
-$\\hat\\varepsilon = \\varepsilon_{\\text{neg}} + s\\,(\\varepsilon_{\\text{prompt}} -
-\\varepsilon_{\\text{neg}})$, so every step is pushed *away* from the negative prompt's
+$\\hat\\varepsilon = \\hat\\varepsilon_{\\text{neg}} + s\\,(\\hat\\varepsilon_{\\text{prompt}} -
+\\hat\\varepsilon_{\\text{neg}})$, so every step is pushed *away* from the negative prompt's
 prediction instead of away from the unconditional one. That is a contrast, not a logical
 "not": whatever the negative prompt shares with the prompt is cancelled too. We ask for
 "a circle" (any colour) and count how often it comes out red, and what colours it takes
@@ -1093,8 +1093,8 @@ exercise("negative_guidance", "eps_cond, eps_neg, guidance_scale",
 
 md('''
 **2. `img2img_start`**: where img2img begins (section 7). `sigmas` is the whole schedule,
-`steps + 1` noise levels from the largest to the smallest. With strength $s$, run the last
-`round(s * steps)` steps (at least one): return the starting latent, `z0` noised with `noise`
+`steps + 1` noise levels from the largest to the smallest. With `strength`, run the last
+`round(strength * steps)` steps (at least one): return the starting latent, `z0` noised with `noise`
 to the first level that is run, and the levels still to run (`sigmas` from that level on).
 At strength 1 the start is pure noise, `sigmas[0] * noise`, exactly as text to image. (Use
 Python's `round`, as the pipeline does: it rounds halves to the even number, `round(2.5) == 2`.)
