@@ -72,3 +72,27 @@ def test_the_student_version_keeps_stubs_and_checkers_and_drops_the_solutions(pa
         "a solution is left in the student version: tag its cell `solution`"
     removed = sum(c.cell_type == "code" for c in nb.cells) - len(code)
     assert removed == len(stubs), "one solution per exercise is left out"
+
+
+TABLE_ROW = re.compile(r"\S {3,}\S")     # columns: a run of 3+ spaces between two words
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_printed_tables_fit_the_page(path):
+    """Printed prose wraps in its box on the page (css/outputs.css); a printed table would break
+    its columns, so its rows must fit the box's 80 characters."""
+    nb = json.loads(path.read_text())
+    wide = []
+    for i, c in enumerate(nb["cells"]):
+        if c["cell_type"] != "code" or {"remove-output", "remove-cell"} & set(c["metadata"].get("tags", [])):
+            continue
+        for o in c["outputs"]:
+            data = o.get("data", {})
+            if o["output_type"] == "stream":
+                text = "".join(o["text"])
+            elif "text/html" in data or "image/png" in data:
+                continue
+            else:
+                text = "".join(data.get("text/plain", ""))
+            wide += [(i, line) for line in text.split("\n") if len(line) > MAX_LINE and TABLE_ROW.search(line)]
+    assert not wide, f"{len(wide)} printed table rows wider than {MAX_LINE} characters, e.g. cell {wide[0][0]}: {wide[0][1]!r}"

@@ -609,9 +609,9 @@ for negative in (None, "something red"):
     counts[negative] = (red, circle, pics_n[:8], colours)
 for negative, (red, circle, _, colours) in counts.items():
     lo, hi = wilson(red / k, k)
-    print(f"negative prompt {str(negative)!r:>16}: red {red:>3} of {k} "
+    print(f"negative prompt {str(negative)!r}: red {red} of {k} "
           f"({red / k:.2f}, 95% [{lo:.2f}, {hi:.2f}]), circles {circle} of {k}")
-    print(" " * 35 + "colours: "
+    print("  colours: "
           + ", ".join(f"{c} {v}" for c, v in zip(shapes.COLORS, colours)))
 show_images(torch.cat([v[2] for v in counts.values()]), nrow=8, size=1.2,
             titles=[t if j == 0 else ""
@@ -685,11 +685,11 @@ def rate(r):        # a rate with its 95% interval, e.g. "0.45 [0.30, 0.61]"
 
 print(f"n = {n_sketch} sketches; right, as the judge reads it, "
       "with 95% intervals")
-print(f"{'strength':>8} {'from sigma':>10} {'off the blocks':>14} "
+print(f"{'strength':>8} {'sigma':>6} {'off blocks':>10} "
       f"{'colours':>17} {'shapes':>17} {'whole scene':>17}")
 for strength, e, (c, sh, sc) in zip(strengths, layout_err, obey_rate):
     start = full[30 - max(1, round(strength * 30))]  # the first level it runs
-    print(f"{strength:>8.1f} {start:>10.2f} {e:>14.3f} "
+    print(f"{strength:>8.1f} {start:>6.2f} {e:>10.3f} "
           f"{rate(c):>17} {rate(sh):>17} {rate(sc):>17}")
 show_images(torch.cat([sketches[:4]] + rows_img), nrow=4, size=1.3,
             titles=[t if j == 0 else ""
@@ -806,7 +806,8 @@ keys = ("color", "shape", "size", "object", "binding", "relation", "scene")
 r = m["heldout_single"]
 print(f"right, as the judge reads it ({r['num_inference_steps']} "
       f"{r['sampler']} steps, guidance {r['guidance_scale']})")
-print(f"{'':>18}{'n':>6}" + "".join(f"{key:>9}" for key in keys))
+width = {key: max(7, len(key)) + 1 for key in keys}   # one wider than its name
+print(f"{'':>16}{'n':>6}" + "".join(f"{key:>{width[key]}}" for key in keys))
 for name, scores, n_ in (("held-out single", m["heldout_single"]["scores"],
                           m["heldout_single"]["n_prompts"]),
                          ("held-out pairs", m["heldout_pairs"]["scores"],
@@ -815,10 +816,10 @@ for name, scores, n_ in (("held-out single", m["heldout_single"]["scores"],
                           m["partial"]["n_prompts"]),
                          ("real scenes", m["judge_on_real_scenes"],
                           m["judge_on_real_scenes"]["scene"]["n"])):
-    print(f"{name:>18}{n_:>6}"
-          + "".join(f"{scores[key]['rate']:>9.2f}"
-                    if key in scores and scores[key]["n"] else f"{'-':>9}"
-                    for key in keys))
+    print(f"{name:>16}{n_:>6}"
+          + "".join(f"{scores[key]['rate']:>{width[key]}.2f}"
+                    if key in scores and scores[key]["n"]
+                    else f"{'-':>{width[key]}}" for key in keys))
 ''')
 
 code('''
@@ -908,9 +909,9 @@ lines += [("FD +- se (floor)",
                **c["metrics"]["realism"]))]
 # measure, then print
 table = [(label, [f(p, c) for p, c in both.values()]) for label, f in lines]
-print(f"{'':30}{'latent (t2i_shapes)':>24}{'pixels (t2i_shapes_pixels)':>28}")
+print(f"{'':28}{'latent (t2i_shapes)':>22}{'pixels (t2i_shapes_pixels)':>28}")
 for label, (latent, pixel) in table:
-    print(f"{label:30}{latent:>24}{pixel:>28}")
+    print(f"{label:28}{latent:>22}{pixel:>28}")
 '''
 PIXELS_PICTURES = '''
 shown = [recipe.INTRO_PROMPT, "a large red circle", "a green triangle",
@@ -949,8 +950,9 @@ rows = (
     ("held-out single", "heldout_single", ("color", "shape", "size", "object")),
     ("held-out pairs", "heldout_pairs", ("binding", "relation", "scene")),
     ("partial prompts", "partial", ("scene",)))
+print("95% intervals; n per row in the last column")
 print(f"{'':16} {'':9} {'frozen text encoder':>22} "
-      f"{'trained with the U-Net':>24}   (95% intervals, n per row)")
+      f"{'trained with the U-Net':>24}")
 for name, key, kinds in rows:
     for kind in kinds:
         a, b = (card["metrics"][key]["scores"][kind],
@@ -958,7 +960,7 @@ for name, key, kinds in rows:
         print(f"{name:16} {kind:9} "
               f"{a['rate']:>6.2f} [{a['ci95'][0]:.2f}, {a['ci95'][1]:.2f}] "
               f"{b['rate']:>10.2f} [{b['ci95'][0]:.2f}, {b['ci95'][1]:.2f}]"
-              f"   {a['n']}")
+              f" {a['n']:>4}")
         name = ""
 for label, c in (("frozen", card), ("trained", joint_card)):
     r = c["metrics"]["realism"]

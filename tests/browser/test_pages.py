@@ -1,8 +1,8 @@
 """Every page of the built book, as a browser shows it, with the network blocked.
 
 Run by `make test` after the book is built (`make build-strict`), in headless Chromium driven by
-Selenium: every formula typeset (no raw TeX left), every image loaded, every web slider changes its
-picture when moved, the launch buttons open the page's own notebook, and the console shows no
+Selenium: every formula typeset (no raw TeX left), every image loaded, no code or printed output
+running past its box, every web slider changes its picture when moved, the launch buttons open the page's own notebook, and the console shows no
 errors. A screenshot of each page's top, and of each slider after it moved, goes to _build/screenshots/.
 Without Chromium and its driver the tests are skipped, saying how to install them.
 """
@@ -83,6 +83,12 @@ def test_page_in_a_browser(browser, page):
         colab = [a.get_attribute("href") for a in d.find_elements(By.CSS_SELECTOR, "a[href*='colab.research.google.com']")]
         want = f"/{'/'.join(repo_url().split('/')[-2:])}/blob/main/{notebook}"
         assert colab and all(href.endswith(want) for href in colab), f"{page}: Colab button {colab}, want ...{want}"
+
+    wide = d.execute_script(
+        "return [...document.querySelectorAll('div.cell_input pre, div.cell_output pre')]"
+        ".filter(p => p.scrollWidth > p.clientWidth + 1)"
+        ".map(p => p.textContent.split('\\n').reduce((a, b) => a.length >= b.length ? a : b).slice(0, 80));")
+    assert not wide, f"{page}: {len(wide)} code or output boxes run past their right edge, e.g. {wide[:3]}"
 
     d.save_screenshot(str(SHOTS / f"{name}.png"))
     for k, slider in enumerate(d.find_elements(By.CSS_SELECTOR, ".dc-slider")):
