@@ -3,22 +3,7 @@
     python tools/build_ch7.py                    # a fresh, unexecuted notebook: then execute it
     python tools/build_ch7.py --markdown-only    # only the text changed: keep the executed outputs
 """
-import textwrap
-
-from notebook_builder import code, md, write
-from notebook_code import MAX_LINE
-
-
-def exercise(name, args, doc, solution):
-    """An exercise's three cells: the stub to fill in (its docstring `doc` wrapped to fit the page), its
-    check, and the reference solution checked the same way (hidden on the page, left out of the student
-    version)."""
-    doc = textwrap.fill(f'"""{doc}"""', MAX_LINE, initial_indent="    ", subsequent_indent="    ")
-    code(f'def {name}({args}):\n{doc}\n    # YOUR CODE HERE\n    raise NotImplementedError')
-    code(f"ex.check_{name}({name})")
-    code(f"def {name}_solution({args}):\n{solution.strip(chr(10))}\n\n\nex.check_{name}({name}_solution)",
-         ["hide-input", "solution"])
-
+from notebook_builder import code, exercise, md, write
 
 code('''
 # Set-up for Google Colab (does nothing elsewhere): fetch the course package and its checkpoints.

@@ -6,7 +6,7 @@
 Sections 1, 2 and 4 compare checkpoints made by the recipes mnist_dit, mnist_flow, mnist_blur and
 mnist_mask with the shipped mnist_unet; section 3's table is mnist_unet's card.
 """
-from notebook_builder import code, md, write
+from notebook_builder import code, exercise, md, write
 
 
 code('''
@@ -58,6 +58,7 @@ from diffusion_course import flow, noise, sampling
 from diffusion_course.checkpoint import load_model, read_card
 from diffusion_course.degrade import Blur, Mask, cold_sample
 from diffusion_course.dit import DiT
+from diffusion_course.exercises import beyond as ex
 from diffusion_course.ideal import IdealDenoiser
 from diffusion_course.recipes import mnist, mnist_dit
 
@@ -527,6 +528,60 @@ md('''
 | higher-order and multistep solvers (section 3) | DPM-Solver++ {cite}`lu2022dpmsolverpp` and Heun {cite}`karras2022elucidating`: the usual samplers of open pipelines |
 | fewer steps by distillation | consistency models {cite}`song2023consistency`: one to four network calls |
 | degradations other than noise (section 4) | research: cold diffusion {cite}`bansal2023cold`, inverse heat dissipation {cite}`rissanen2023generative` |
+''')
+
+md('''
+## Exercises
+
+Each exercise has a checker that runs your function against the package's answer on fresh
+random inputs. A hidden cell after each holds one solution.
+
+**1. `patchify`**: cut pictures `(B, C, H, W)` into `p x p` patches, one token per patch, as
+the DiT's first layer sees them: return `(B, N, C * p * p)` with the `N = (H / p) * (W / p)`
+patches in reading order (row by row), each token listing its patch channel by channel, each
+channel row by row. (Hint: `x.unfold(2, p, p).unfold(3, p, p)` gives `(B, C, H/p, W/p, p, p)`.)
+''')
+
+exercise("patchify", "x, p",
+         "(B, C, H, W), patch size p -> tokens (B, N, C * p * p), reading order.", '''
+    b, c, h, w = x.shape
+    patches = x.unfold(2, p, p).unfold(3, p, p)       # (B, C, H/p, W/p, p, p)
+    return patches.permute(0, 2, 3, 1, 4, 5).reshape(b, -1, c * p * p)
+''')
+
+md('''
+**2. `velocity`**: flow matching's velocity from the course's noise estimate (section 2):
+given `eps_hat` and `x_sigma`, both `(B, C, H, W)`, and the noise levels `sigma` `(B,)`,
+return $\\hat v = (1 + \\sigma)\\,\\hat\\varepsilon - x_\\sigma$.
+''')
+
+exercise("velocity", "eps_hat, x_sigma, sigma",
+         "(B, C, H, W), (B, C, H, W), (B,) -> (B, C, H, W) the velocity v_hat.", '''
+    return (1 + sigma.view(-1, 1, 1, 1)) * eps_hat - x_sigma
+''')
+
+md('''
+**3. `heun_step`**: one Heun step from `sigma` to `sigma_next` (section 3): an Euler (DDIM)
+step to a trial point, then the step again from `x` with the average of the two slopes.
+`eps_fn(x, sigma)` is the network's noise estimate.
+''')
+
+exercise("heun_step", "x, sigma, sigma_next, eps_fn",
+         "x (B, C, H, W), two noise levels, eps_fn(x, sigma) -> x at sigma_next.", '''
+    eps = eps_fn(x, sigma)
+    x_trial = x - (sigma - sigma_next) * eps                # the Euler step
+    return x - (sigma - sigma_next) * (eps + eps_fn(x_trial, sigma_next)) / 2
+''')
+
+md('''
+**4. `cold_step`**: cold diffusion's improved step from severity `s` to `s - 1` (section 4):
+given the current picture `x`, the network's guess `x0_hat` and the degradation `degrade`
+(called as `degrade(x0, s)`), return $x - D(\\hat x_0, s) + D(\\hat x_0, s - 1)$.
+''')
+
+exercise("cold_step", "x, x0_hat, degrade, s",
+         "x, x0_hat: (B, C, H, W); severity s -> the picture at severity s - 1.", '''
+    return x - degrade(x0_hat, s) + degrade(x0_hat, s - 1)
 ''')
 
 md('''

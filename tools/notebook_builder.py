@@ -1,10 +1,12 @@
-"""What every chapter generator (tools/build_ch7.py, tools/build_ch8.py) shares: collecting cells, and
-writing the notebook, fresh or (with --markdown-only) keeping the executed outputs of unchanged code."""
+"""What every chapter generator (tools/build_ch7.py, tools/build_ch8.py) shares: collecting cells (an
+exercise is three), and writing the notebook, fresh or (with --markdown-only) keeping the executed
+outputs of unchanged code."""
 import sys
+import textwrap
 
 import nbformat
 
-from notebook_code import same_code
+from notebook_code import MAX_LINE, same_code
 
 cells = []
 
@@ -21,6 +23,17 @@ def code(src, tags=None):
     if tags:
         c.metadata["tags"] = tags
     cells.append(c)
+
+
+def exercise(name, args, doc, solution):
+    """An exercise's three cells: the stub to fill in (its docstring `doc` wrapped to fit the page), its
+    check `ex.check_<name>`, and the reference solution checked the same way (hidden on the page, left
+    out of the student version). solution: the body of `<name>_solution(args)`, indented."""
+    doc = textwrap.fill(f'"""{doc}"""', MAX_LINE, initial_indent="    ", subsequent_indent="    ")
+    code(f'def {name}({args}):\n{doc}\n    # YOUR CODE HERE\n    raise NotImplementedError')
+    code(f"ex.check_{name}({name})")
+    code(f"def {name}_solution({args}):\n{solution.strip(chr(10))}\n\n\nex.check_{name}({name}_solution)",
+         ["hide-input", "solution"])
 
 
 def write(path):
