@@ -87,7 +87,9 @@ def obeys(images, prompts, judge):
 md('''
 ## The promise, kept
 
-The whole machine is one object, loaded by name like a diffusers pipeline. It was trained by
+The whole machine is one object, a **pipeline** (the name the diffusers library gives such an
+object): the trained parts and the sampling loop that connects them, loaded by name. It was
+trained by
 `python -m diffusion_course train text2image` (on a 2-core CPU; its card says how); the text
 encoder and the VAE it names are the ones chapters 5 and 6 shipped.
 ''')
