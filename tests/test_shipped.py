@@ -9,7 +9,7 @@ from diffusion_course.checkpoint import list_checkpoints, load_model, read_card
 
 
 NOT_SHIPPED_YET = {r: "chapter 8's checkpoints are not trained yet"      # recipe -> why not shipped yet
-                   for r in ("mnist_dit", "mnist_flow", "mnist_blur", "mnist_mask")}
+                   for r in ("mnist_flow", "mnist_blur", "mnist_mask")}
 
 
 @pytest.mark.parametrize("recipe_name", list(RECIPES))
