@@ -96,7 +96,7 @@ def parse_settings(defaults, pairs):
 
 
 def cmd_train(args, rest):
-    from . import checkpoint
+    from . import checkpoint, distributed
     from .recipes import check_settings
     from .runtime import get_device
 
@@ -108,17 +108,25 @@ def cmd_train(args, rest):
     weights = checkpoint._with(out, ".safetensors")
     _check_overwrite(weights, args.recipe, args.overwrite)
     checkpoint.check_writable(out)
-    device = get_device(args.device)
-    print(f"training recipe {args.recipe!r} on {device} -> {weights}")
-    print("settings: " + json.dumps(settings))
+    device = distributed.start(get_device(args.device))     # under torchrun: join the group
+    world_size = distributed.world()[1]
+    say = print if distributed.is_main() else (lambda *a: None)
+    say(f"training recipe {args.recipe!r} on {device} -> {weights}"
+        + (f" ({world_size} processes)" if world_size > 1 else ""))
+    say("settings: " + json.dumps(settings))
     commit = checkpoint.git_commit()          # the code that ran: taken now, not after a long run
     t0 = time.perf_counter()
-    model, metrics = recipe.run(out=str(out), device=device, **settings)
+    model, metrics = recipe.run(out=str(out), device=device, **settings)     # ranks > 0 exit in train()
     wall = time.perf_counter() - t0
+    launcher = "python" if world_size == 1 else f"torchrun --nproc_per_node={os.environ.get('LOCAL_WORLD_SIZE', 1)}" \
+        + (f" --nnodes={world_size // int(os.environ.get('LOCAL_WORLD_SIZE', 1))}"
+           if int(os.environ.get("LOCAL_WORLD_SIZE", 1)) != world_size else "")
     card = {"recipe": args.recipe, "settings": settings,
-            "command": "python -m diffusion_course " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
-            "git_commit": commit, "hardware": checkpoint.hardware(device), "wall_time_s": round(wall, 1),
-            "metrics": metrics, "description": recipe.__doc__.strip().splitlines()[0]}
+            "command": f"{launcher} -m diffusion_course " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
+            "git_commit": commit, "hardware": checkpoint.hardware(device), "world_size": world_size,
+            "wall_time_s": round(wall, 1), "metrics": metrics,
+            "description": recipe.__doc__.strip().splitlines()[0]}
+    distributed.stop()
     path = checkpoint.save_checkpoint(out, model, card, half=getattr(recipe, "HALF", False))
     print(f"wrote {path} and its card {checkpoint._with(out, '.json')} ({wall:.0f} s)")
     print("metrics: " + json.dumps(metrics, indent=2))

@@ -21,6 +21,12 @@ learning rate is constant after its warm-up), so a finished run can also be cont
 again with a larger `steps` gives the same result as a run started with that many steps.
 A loss that becomes NaN or infinite, or explodes (`explode` times the first loss), stops the
 run with a message saying what to try.
+
+Under torchrun (distributed.py) the same loop runs data-parallel: each process draws its share of
+the batch from its own stream, DistributedDataParallel averages the gradients, the recorded loss is
+the whole batch's, and rank 0 saves one state holding every process's random streams; a resume
+needs the same number of processes. An interrupted group resumes from its last periodic save.
+When training ends, the other ranks exit (SystemExit(0)) and rank 0 returns alone.
 """
 import copy
 import math
@@ -31,6 +37,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import distributed
 from .checkpoint import check_writable, load_state, save_state
 from .runtime import get_device, progress
 
@@ -114,6 +121,7 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
         naming them (the learning-rate settings, the seed and the model's config are always checked).
     explode: stop when the loss grows past `explode` times the first loss (at least 1): a run
         that diverges without ever becoming NaN.
+    Under torchrun, get_batch should draw this process's share, `distributed.share(batch_size)`.
     """
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -130,13 +138,23 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
                         grad_clip=grad_clip, seed=seed, amp=amp, model=type(model).__name__,
                         model_config=getattr(model, "config", None))
     model.to(device).train()
+    rank, world = distributed.world()
+    net = None
+    if world > 1:                                 # every process: the same weights (DDP copies rank 0's)
+        torch.manual_seed(distributed.rank_seed(seed))          # its own dropout stream
+        net = torch.nn.parallel.DistributedDataParallel(
+            distributed.LossModule(model, loss_fn), device_ids=[device.index] if device.type == "cuda" else None)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator(device=device).manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(distributed.rank_seed(seed))
     losses, start, seconds_before = [], 0, 0.0
 
     saved = load_state(state_path) if state_path else None
     if saved is not None:
+        if saved.get("world_size", 1) != world:
+            raise ValueError(f"the saved run in {state_path} was trained by {saved.get('world_size', 1)} process(es), "
+                             f"this is {world}: resume it with the same number (torchrun --nproc_per_node="
+                             f"{saved.get('world_size', 1)}, or without torchrun for 1), or start over elsewhere")
         differ = _differences(saved.get("settings", {}), run_settings)
         if differ:
             raise ValueError(f"the saved run in {state_path} has other settings ({'; '.join(differ)}): resume it "
@@ -149,16 +167,21 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
         model.load_state_dict(saved["model"])
         ema.load_state_dict(saved["ema"])
         opt.load_state_dict(saved["opt"])
-        gen.set_state(saved["gen"])
-        set_rng_state(saved["rng"])
+        streams = saved if rank == 0 else saved["other_ranks"][rank - 1]
+        gen.set_state(streams["gen"])
+        set_rng_state(streams["rng"])
         losses, start = list(saved["losses"]), saved["step"]
         seconds_before = float(saved.get("seconds", 0.0))
 
     def snapshot(step):
-        save_state(state_path, {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                                "gen": gen.get_state(), "rng": rng_state(), "losses": losses, "step": step,
-                                "steps": steps, "settings": run_settings,
-                                "seconds": seconds_before + time.perf_counter() - t0})
+        streams = distributed.gather({"gen": gen.get_state().cpu(), "rng": rng_state()})   # every rank calls
+        if rank == 0:
+            extra = {"world_size": world, "other_ranks": streams[1:]} if world > 1 else {}
+            save_state(state_path, {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                                    "gen": gen.get_state(), "rng": rng_state(), "losses": losses, "step": step,
+                                    "steps": steps, "settings": run_settings,
+                                    "seconds": seconds_before + time.perf_counter() - t0, **extra})
+        distributed.barrier()                     # no rank reads or goes on before the state is whole
 
     def saved_note():
         last = load_state(state_path) if state_path else None
@@ -169,7 +192,7 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
     t0, step, value = time.perf_counter(), start, None
     gen_before, rng_before = gen.get_state(), rng_state()
-    bar = progress(range(start, steps), total=steps, initial=start, desc=desc)
+    bar = progress(range(start, steps), total=steps, initial=start, desc=desc, **({"disable": True} if rank else {}))
     try:
         for step in bar:
             gen_before, rng_before = gen.get_state(), rng_state()      # to rewind an interrupted step
@@ -178,8 +201,8 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
                 g["lr"] = lr * min(1.0, (step + 1) / max(warmup, 1))
             batch = get_batch(gen)
             with autocast:
-                loss = loss_fn(model, batch, gen)
-            value = loss.item()
+                loss = net(batch, gen) if net is not None else loss_fn(model, batch, gen)
+            value = distributed.mean(loss).item()            # the whole batch's loss, on every rank
             first = losses[0] if losses else value
             if not math.isfinite(value) or abs(value) > explode * max(abs(first), 1.0):
                 what = f"became {value}" if not math.isfinite(value) else \
@@ -204,7 +227,11 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
         if state_path:
             snapshot(steps)
     except KeyboardInterrupt:
-        if state_path:
+        if state_path and world > 1:              # the ranks may stand at different steps: no collective save
+            if rank == 0:
+                print("\ninterrupted; a group of processes saves only every save_every steps: resume from "
+                      f"its last save{saved_note() or ' (none was made yet)'}")
+        elif state_path:
             if len(losses) == step:               # the step in flight was not counted yet
                 if stepped["done"]:               # the update was made: finish the step
                     ema_update(ema, model, min(ema_decay, (1 + step) / (10 + step)))
@@ -220,5 +247,8 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
         hook.remove()
         bar.close()
     model.eval()
+    if world > 1 and rank != 0:                   # rank 0 alone evaluates and writes the checkpoint
+        distributed.stop()
+        raise SystemExit(0)
     return TrainRun(model=model, ema=ema, losses=losses, steps=steps,
                     seconds=seconds_before + time.perf_counter() - t0, resumed_from=start)

@@ -11,6 +11,7 @@ scenes that each hold a held-out pair ("heldout").
 import torch
 
 from ..attributes import AttributeClassifier, attribute_accuracy, classifier_loss, predict
+from ..distributed import share
 from ..shapes import make_scenes
 from ..train import train
 from . import defaults, training_settings
@@ -23,7 +24,7 @@ def run(out, device, steps=1500, batch_size=64, lr=1e-3, weight_decay=0.05, warm
         width=16, dim=256, dropout=0.1, p_two=0.5, split="all", seed=0, eval_n=1000):
     settings = training_settings(run, locals())       # saved with the state; a resume must match
     def get_batch(gen):
-        scenes = make_scenes(batch_size, split=split, p_two=p_two, generator=gen, device=device)
+        scenes = make_scenes(share(batch_size), split=split, p_two=p_two, generator=gen, device=device)
         return scenes.images, scenes.attrs
 
     def loss_fn(model, batch, gen):

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import load_mnist
+from ..distributed import share
 from ..metrics import MNISTClassifier, class_accuracy
 from ..train import train
 from . import defaults, training_settings
@@ -44,7 +45,7 @@ def run(out, device, steps=4000, batch_size=128, lr=2e-3, weight_decay=0.05, wid
     x_held, y_held = images[N_TRAIN:], labels[N_TRAIN:]
 
     def get_batch(gen):
-        i = torch.randint(0, N_TRAIN, (batch_size,), generator=gen, device=device)
+        i = torch.randint(0, N_TRAIN, (share(batch_size),), generator=gen, device=device)
         return random_shift(x_train[i], shift, gen), y_train[i]
 
     def loss_fn(model, batch, gen):

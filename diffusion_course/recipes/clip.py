@@ -12,10 +12,14 @@ how often it prefers the right caption over a swapped relation, swapped colors o
 count, on unseen scenes with training pairs ("test") and with held-out pairs ("heldout").
 
     python -m diffusion_course train clip
+
+Under torchrun each process's loss compares its own share of the batch (no gather of the other
+processes' embeddings): fewer negatives per scene than one process with the whole batch.
 """
 import torch
 
 from ..clip import CLIP, clip_loss, evaluate
+from ..distributed import share
 from ..shapes import make_scenes, matches, parse_caption, vocabulary
 from ..text import Tokenizer
 from ..train import train
@@ -32,7 +36,7 @@ def run(out, device, steps=3000, batch_size=64, lr=1e-3, weight_decay=0.05, warm
     tokenizer = Tokenizer(vocabulary(partial=p_partial > 0))
 
     def get_batch(gen):
-        scenes = make_scenes(batch_size, split="train", p_two=p_two, generator=gen, device=device,
+        scenes = make_scenes(share(batch_size), split="train", p_two=p_two, generator=gen, device=device,
                              p_partial=p_partial)
         ids, mask = tokenizer(scenes.captions)
         fits = matches(scenes.attrs, parse_caption(scenes.captions))     # (B, B): caption j is true of scene i

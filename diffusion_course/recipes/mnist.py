@@ -36,6 +36,7 @@ import torch
 
 from ..checkpoint import _atomic, half_rounded
 from ..data import load_mnist
+from ..distributed import share
 from ..flow import flow_matching_loss
 from ..noise import add_noise, schedule, training_sigmas
 from ..sampling import generate
@@ -240,7 +241,7 @@ def fit(out, device, s, steps, model, desc, data, loss=None, channels_last=False
     forward = torch.compile(model) if compile else model
 
     def get_batch(gen):
-        i = torch.randint(0, N_TRAIN, (s["batch_size"],), generator=gen, device=device)
+        i = torch.randint(0, N_TRAIN, (share(s["batch_size"]),), generator=gen, device=device)
         return x_train[i], y_train[i]
 
     def loss_fn(m, batch, gen):

@@ -27,6 +27,7 @@ import torch.nn as nn
 
 from ..adherence import adherence, judge_accuracy, prompts_for, realism
 from ..checkpoint import load_model
+from ..distributed import share
 from ..noise import add_noise, training_sigmas
 from ..pipeline import PIXELS, TextToImage, load_painter
 from ..shapes import make_scenes
@@ -88,10 +89,10 @@ def fit(out, device, s, steps, eval_n, eval_steps, eval_cfg_scale, joint=False):
 
     @torch.no_grad()
     def get_batch(gen):
-        scenes = make_scenes(batch_size, split="train", p_two=s["p_two"], generator=gen, device=device,
+        scenes = make_scenes(share(batch_size), split="train", p_two=s["p_two"], generator=gen, device=device,
                              p_partial=s["p_partial"])
         z0 = painter.encode(scenes.images)                                         # (B, 4, 8, 8), unit variance
-        drop = torch.rand(batch_size, generator=gen, device=device) < p_uncond     # caption dropout
+        drop = torch.rand(len(z0), generator=gen, device=device) < p_uncond     # caption dropout
         if joint:                                      # the words are read in loss_fn, where gradients flow
             return z0, scenes.captions, drop
         return z0, read(text, scenes.captions, drop)

@@ -35,6 +35,7 @@ import torch
 
 from ..checkpoint import half_rounded
 from ..checks import to_model, weights_of
+from ..distributed import share
 from ..shapes import make_scenes, render, sample_attributes
 from ..train import train
 from ..vae import VAE, kl_bits, kl_divergence, measure_scale, psnr, ssim, vae_loss
@@ -56,7 +57,7 @@ def train_vae(device, steps, batch_size=128, lr=1e-3, factor=8, latent_channels=
               scale_n=2000, settings=None, edge_weight=0.0):
     """Train a VAE on fresh shapes scenes and measure its latent scale. Returns (EMA model, TrainRun)."""
     def get_batch(gen):                                  # fresh scenes, drawn on the device
-        return render(sample_attributes(batch_size, split="train", generator=gen))      # (B, 3, 64, 64)
+        return render(sample_attributes(share(batch_size), split="train", generator=gen))      # (B, 3, 64, 64)
 
     def loss_fn(model, x, gen):
         return vae_loss(model, x, gen, kl_weight=kl_weight, recon=recon, edge_weight=edge_weight)
