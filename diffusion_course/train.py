@@ -109,7 +109,7 @@ def _differences(saved, now):
 
 def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=100, ema_decay=0.999,
           grad_clip=1.0, seed=0, device=None, state_path=None, save_every=500, desc="training",
-          amp=True, settings=None, explode=1e4):
+          amp=True, settings=None, explode=1e4, read_loss_every=None):
     """Train `model` for `steps` optimizer steps and return a TrainRun.
 
     loss_fn(model, batch, gen) -> scalar loss tensor; get_batch(gen) -> batch. `gen` is a
@@ -121,6 +121,8 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
         naming them (the learning-rate settings, the seed and the model's config are always checked).
     explode: stop when the loss grows past `explode` times the first loss (at least 1): a run
         that diverges without ever becoming NaN.
+    read_loss_every: read the loss to the CPU and check it every that many steps (default: every step on
+        the CPU; every 50 on a GPU, where reading it each step would make the CPU wait for the GPU).
     Under torchrun, get_batch should draw this process's share, `distributed.share(batch_size)`.
     """
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
@@ -173,7 +175,32 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
         losses, start = list(saved["losses"]), saved["step"]
         seconds_before = float(saved.get("seconds", 0.0))
 
+    def check(value, at):
+        """value (a float), or FloatingPointError if the loss of step `at` is NaN, infinite or exploded."""
+        first = losses[0] if losses and at > 0 else value
+        if not math.isfinite(value) or abs(value) > explode * max(abs(first), 1.0):
+            what = f"became {value}" if not math.isfinite(value) else \
+                f"exploded to {value:.3g} (the first loss was {first:.4g})"
+            last = f"{losses[at - 1]:.4g}" if at > 0 else "none"
+            raise FloatingPointError(
+                f"the loss {what} at step {at} (last good loss: {last}). The weights are unusable from "
+                f"here: lower the learning rate (lr={lr:g}), check the data for NaNs, or keep grad_clip on"
+                + saved_note())
+        return value
+
+    # On a GPU, reading the loss each step (.item()) would make the CPU wait for the GPU every step; there
+    # the losses stay on the device and are read and checked together every 50 steps (settle).
+    read_every = read_loss_every or (50 if device.type == "cuda" else 1)
+    deferred = read_every > 1
+
+    def settle():
+        unread = [i for i, v in enumerate(losses) if torch.is_tensor(v)]
+        if unread:
+            for i, v in zip(unread, torch.stack([losses[i] for i in unread]).float().tolist()):
+                losses[i] = check(v, i)
+
     def snapshot(step):
+        settle()
         streams = distributed.gather({"gen": gen.get_state().cpu(), "rng": rng_state()})   # every rank calls
         if rank == 0:
             extra = {"world_size": world, "other_ranks": streams[1:]} if world > 1 else {}
@@ -202,16 +229,9 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
             batch = get_batch(gen)
             with autocast:
                 loss = net(batch, gen) if net is not None else loss_fn(model, batch, gen)
-            value = distributed.mean(loss).item()            # the whole batch's loss, on every rank
-            first = losses[0] if losses else value
-            if not math.isfinite(value) or abs(value) > explode * max(abs(first), 1.0):
-                what = f"became {value}" if not math.isfinite(value) else \
-                    f"exploded to {value:.3g} (the first loss was {first:.4g})"
-                last = f"{losses[-1]:.4g}" if losses else "none"
-                raise FloatingPointError(
-                    f"the loss {what} at step {step} (last good loss: {last}). The weights are unusable from "
-                    f"here: lower the learning rate (lr={lr:g}), check the data for NaNs, or keep grad_clip on"
-                    + saved_note())
+            value = distributed.mean(loss).detach()              # the whole batch's loss, on every rank
+            if not deferred:
+                value = check(value.item(), step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip:
@@ -220,10 +240,14 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
                 opt.step()
                 ema_update(ema, model, min(ema_decay, (1 + step) / (10 + step)))
                 losses.append(value)
+            if (step + 1) % read_every == 0:
+                settle()
             if step % 50 == 0:
+                settle()
                 bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
             if state_path and (step + 1) % save_every == 0 and step + 1 < steps:
                 snapshot(step + 1)
+        settle()
         if state_path:
             snapshot(steps)
     except KeyboardInterrupt:

@@ -116,6 +116,24 @@ def test_nan_loss_stops_with_a_clear_message():
         train(fresh_model(), loss, get, steps=STEPS, device="cpu")
 
 
+def test_losses_read_every_50_steps_as_on_a_gpu(uninterrupted):
+    """On a GPU the loss is read (and checked) every 50 steps, not every step: the same run, and a NaN is
+    still named with its step."""
+    late = train(fresh_model(), loss_fn, get_batch, steps=STEPS, lr=3e-3, warmup=5, seed=3, device="cpu",
+                 read_loss_every=50)
+    assert all(isinstance(v, float) for v in late.losses) and late.losses == uninterrupted.losses
+    assert same(late.model, uninterrupted.model) and same(late.ema, uninterrupted.ema)
+
+    def loss(model, x0, gen):
+        out = loss_fn(model, x0, gen)
+        return out * float("nan") if len(seen) == 5 else out
+
+    seen = []
+    with pytest.raises(FloatingPointError, match=r"the loss became nan at step 4 "):
+        train(fresh_model(), loss, lambda g: seen.append(1) or get_batch(g), steps=STEPS, device="cpu",
+              read_loss_every=50)
+
+
 def test_bad_train_arguments():
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         train(fresh_model(), loss_fn, get_batch, steps=0, device="cpu")
