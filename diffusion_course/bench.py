@@ -4,7 +4,10 @@ Prints one table. Each standard configuration is timed in the course's default m
 autocast on a GPU, fp32 on a CPU) and again in reference modes measured in the same run
 (fp32 instead of bf16, channels_last instead of the default layout, optionally
 torch.compile), so the "vs default" column is a ratio of two numbers from this machine, now.
-Speed targets live here, not in tests.
+Speed targets live here, not in tests. The achieved arithmetic rate (GFLOP/s) is the FLOPs of one
+call, counted by torch's FLOP counter (matrix products and convolutions, forward and backward),
+divided by its measured time; on a GPU whose bf16 peak is known (or given with --peak-tflops) the
+table adds its share of that peak.
 
     python -m diffusion_course bench                 # GPU: full sizes; CPU: small, quick sizes
     python -m diffusion_course bench --iters 50 --batch 512 --compile
@@ -12,6 +15,7 @@ Speed targets live here, not in tests.
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from .recipes import mnist
 from .recipes.mnist import diffusion_loss, make_model, sampling_sigmas
@@ -96,6 +100,27 @@ def sample_run(device, batch, steps, bf16, channels_last, compile, cfg_scale=2.0
     return run
 
 
+# Dense bf16 tensor-core peaks (TFLOP/s, without sparsity) from the vendors' data sheets, by device name.
+BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 PCIe": 756.0, "H100": 756.0, "A100": 312.0,
+                    "L40S": 362.0, "L4": 121.0, "A10G": 70.0, "A10": 125.0, "RTX 4090": 165.0,
+                    "RTX 3090": 71.0}
+
+
+def bf16_peak_tflops(device):
+    """The device's dense bf16 peak in TFLOP/s from BF16_PEAK_TFLOPS, or None (a CPU, an unknown GPU)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+
+
+def count_flops(fn):
+    """FLOPs of one call of fn, counted by torch (matrix products and convolutions; forward and backward)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
 def _timed(device, fn, repeats):
     _sync(device)
     t0 = time.perf_counter()
@@ -127,12 +152,14 @@ def peak_memory(device, fn):
     return _peak_memory(device)
 
 
-def bench(device=None, batch=None, iters=None, sample_steps=None, compile=False, rounds=3, print_fn=print):
+def bench(device=None, batch=None, iters=None, sample_steps=None, compile=False, rounds=3, print_fn=print,
+          peak_tflops=None):
     """Measure every row and print the table; returns the rows as dicts.
 
     batch, iters, sample_steps: positive integers (None: the device's default). Each task's modes
     are timed interleaved (`interleaved`), `rounds` rounds of `iters` training steps or one
     sampling run each, so the "vs default" ratio compares numbers taken in the same conditions.
+    peak_tflops: the device's peak for the "of peak" column (default: BF16_PEAK_TFLOPS by device name).
     """
     for name, v in (("batch", batch), ("iters", iters), ("sample_steps", sample_steps), ("rounds", rounds)):
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
@@ -152,6 +179,7 @@ def bench(device=None, batch=None, iters=None, sample_steps=None, compile=False,
     print_fn(f"model: the mnist recipe's U-Net (channels {d['channels']}, num_res_blocks {d['num_res_blocks']}: "
              f"{sum(p.numel() for p in recipe_model().parameters()):,} parameters), 28x28 digits")
     modes = _modes(device, compile)
+    peak = peak_tflops or bf16_peak_tflops(device)
     rows = []
     for task in ("train", "sample"):
         if task == "train":
@@ -164,14 +192,23 @@ def bench(device=None, batch=None, iters=None, sample_steps=None, compile=False,
             seconds = interleaved(device, fns, 1, rounds, warmup=1)
             speeds = [sample_batch / s for s in seconds]
             what = f"sample, ddim {sample_steps} steps, cfg 2, batch {sample_batch}"
+        flops = count_flops(fns[0]) / (batch if task == "train" else sample_batch)    # per image, any mode
         for (name, *_), fn, speed in zip(modes, fns, speeds):
+            rate = flops * speed / 1e9
             rows.append(dict(task=what, mode=name, images_per_s=speed, vs_default=speed / speeds[0],
+                             flops_per_image=flops, gflops_per_s=rate,
+                             of_peak=rate / (peak * 1e3) if peak and "bf16" in name else None,
                              peak_memory=peak_memory(device, fn)))
     width = max(len(r["task"]) for r in rows)
-    print_fn(f"{'task':{width}s}  {'mode':20s} {'images/s':>10s} {'vs default':>10s} {'peak memory':>12s}")
+    print_fn(f"{'task':{width}s}  {'mode':20s} {'images/s':>10s} {'vs default':>10s} {'GFLOP/s':>9s} "
+             f"{'of peak':>8s} {'peak memory':>12s}")
     for r in rows:
+        share = f"{r['of_peak']:8.1%}" if r["of_peak"] is not None else f"{'n/a':>8s}"
         print_fn(f"{r['task']:{width}s}  {r['mode']:20s} {r['images_per_s']:10.1f} {r['vs_default']:9.2f}x "
-                 f"{r['peak_memory']:>12s}")
+                 f"{r['gflops_per_s']:9.1f} {share} {r['peak_memory']:>12s}")
+    print_fn(f"FLOPs per image: train {rows[0]['flops_per_image'] / 1e6:.1f} M (forward and backward), sample "
+             f"{rows[-1]['flops_per_image'] / 1e6:.1f} M; 'of peak': against "
+             + (f"{peak:g} TFLOP/s bf16" if peak else "no known peak (a CPU, or pass --peak-tflops)"))
     train_speed = rows[0]["images_per_s"]
     est = d["steps"] * d["batch_size"] / train_speed
     print_fn(f"estimated training time of `train mnist` at its defaults ({d['steps']} steps x "
@@ -191,9 +228,13 @@ def add_parser(subparsers):
                    help="sampling steps (default: 50 on GPU, 5 on CPU)")
     p.add_argument("--rounds", type=whole_number(1), default=3, help="interleaved timing rounds (default: 3)")
     p.add_argument("--compile", action="store_true", help="add torch.compile rows (slow to start)")
+    from .__main__ import finite_float
+    p.add_argument("--peak-tflops", type=finite_float(0.001), default=None,
+                   help="the device's bf16 peak in TFLOP/s for the 'of peak' column (default: known GPUs by name)")
     p.set_defaults(func=main)
     return p
 
 
 def main(args):
-    bench(args.device, args.batch, args.iters, args.sample_steps, args.compile, args.rounds)
+    bench(args.device, args.batch, args.iters, args.sample_steps, args.compile, args.rounds,
+          peak_tflops=args.peak_tflops)

@@ -27,3 +27,16 @@ def test_bench_prints_one_row_per_task_and_mode():
     rows = bench.bench("cpu", batch=2, iters=1, sample_steps=1, rounds=1, print_fn=lines.append)
     assert [r["mode"] for r in rows] == ["fp32", "fp32 channels_last"] * 2
     assert rows[0]["vs_default"] == 1.0 and "280,881 parameters" in lines[1]
+
+
+def test_flops_are_counted_per_image_and_give_the_rate():
+    rows = bench.bench("cpu", batch=4, iters=1, sample_steps=2, rounds=1, print_fn=lambda *a: None)
+    model = bench.recipe_model()
+    with bench.FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, 1, 28, 28), torch.ones(1), torch.zeros(1, dtype=torch.long))
+    forward = counter.get_total_flops()
+    train, sample = rows[0], rows[-1]
+    assert 2.5 < train["flops_per_image"] / forward < 3.5            # backward costs about twice the forward
+    assert sample["flops_per_image"] == 2 * 2 * forward                # 2 steps x guided (2 passes)
+    assert abs(train["gflops_per_s"] - train["flops_per_image"] * train["images_per_s"] / 1e9) < 1e-9
+    assert train["of_peak"] is None                                    # a CPU has no bf16 peak to compare with
