@@ -8,8 +8,7 @@ from diffusion_course.__main__ import RECIPES
 from diffusion_course.checkpoint import list_checkpoints, load_model, read_card
 
 
-NOT_SHIPPED_YET = {r: "chapter 8's checkpoints are not trained yet"      # recipe -> why not shipped yet
-                   for r in ("mnist_blur", "mnist_mask")}
+NOT_SHIPPED_YET = {}                                  # recipe -> why it is not shipped yet
 
 
 @pytest.mark.parametrize("recipe_name", list(RECIPES))
