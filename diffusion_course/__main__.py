@@ -118,11 +118,8 @@ def cmd_train(args, rest):
     t0 = time.perf_counter()
     model, metrics = recipe.run(out=str(out), device=device, **settings)     # ranks > 0 exit in train()
     wall = time.perf_counter() - t0
-    launcher = "python" if world_size == 1 else f"torchrun --nproc_per_node={os.environ.get('LOCAL_WORLD_SIZE', 1)}" \
-        + (f" --nnodes={world_size // int(os.environ.get('LOCAL_WORLD_SIZE', 1))}"
-           if int(os.environ.get("LOCAL_WORLD_SIZE", 1)) != world_size else "")
     card = {"recipe": args.recipe, "settings": settings,
-            "command": f"{launcher} -m diffusion_course " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
+            "command": f"{distributed.launcher()} -m diffusion_course " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
             "git_commit": commit, "hardware": checkpoint.hardware(device), "world_size": world_size,
             "wall_time_s": round(wall, 1), "metrics": metrics,
             "description": recipe.__doc__.strip().splitlines()[0]}

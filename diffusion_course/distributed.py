@@ -45,6 +45,15 @@ def start(device):
     return device
 
 
+def launcher():
+    """How this run was started, for its card: 'python', or 'torchrun --nproc_per_node=N' (with --nnodes)."""
+    size = world()[1]
+    if size == 1:
+        return "python"
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", size))
+    return f"torchrun --nproc_per_node={per_node}" + (f" --nnodes={size // per_node}" if per_node != size else "")
+
+
 def stop():
     """Leave the process group (at the end of a run)."""
     if dist.is_available() and dist.is_initialized():

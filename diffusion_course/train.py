@@ -193,11 +193,14 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
     read_every = read_loss_every or (50 if device.type == "cuda" else 1)
     deferred = read_every > 1
 
+    read = {"upto": len(losses)}                  # losses[:upto] are read and checked floats
+
     def settle():
-        unread = [i for i, v in enumerate(losses) if torch.is_tensor(v)]
-        if unread:
-            for i, v in zip(unread, torch.stack([losses[i] for i in unread]).float().tolist()):
-                losses[i] = check(v, i)
+        i = read["upto"]
+        if i < len(losses):
+            if deferred:
+                losses[i:] = [check(v, i + k) for k, v in enumerate(torch.stack(losses[i:]).float().tolist())]
+            read["upto"] = len(losses)
 
     def snapshot(step):
         settle()
@@ -240,10 +243,9 @@ def train(model, loss_fn, get_batch, steps, lr=1e-3, weight_decay=0.0, warmup=10
                 opt.step()
                 ema_update(ema, model, min(ema_decay, (1 + step) / (10 + step)))
                 losses.append(value)
-            if (step + 1) % read_every == 0:
+            if step % read_every == 0 or step % 50 == 0:        # on a GPU both every 50 steps: one read
                 settle()
             if step % 50 == 0:
-                settle()
                 bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
             if state_path and (step + 1) % save_every == 0 and step + 1 < steps:
                 snapshot(step + 1)
