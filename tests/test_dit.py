@@ -88,3 +88,89 @@ def test_attention_maps_are_the_attention_the_blocks_use():
     torch.testing.assert_close(torch.stack(maps).sum(-1), torch.ones(3, 2, 16))
     torch.testing.assert_close(recorded, plain, atol=1e-5, rtol=1e-4)   # the written-out attention is SDPA's
     assert all(block.record is None for block in dit.blocks)           # recording stops with the block
+
+
+def text_dit(**kw):
+    torch.manual_seed(0)
+    return DiT(**dict(dict(in_channels=1, image_size=8, patch_size=2, dim=16, depth=2, heads=2, context_dim=6), **kw))
+
+
+def test_a_text_dit_reads_real_tokens_only_and_starts_as_the_gaussian_ideal_denoiser():
+    dit = text_dit()
+    x, sigma = torch.randn(2, 1, 8, 8), torch.tensor([0.5, 3.0])
+    tokens, mask = torch.randn(2, 4, 6), torch.tensor([[True, True, False, False], [True, True, True, False]])
+    torch.testing.assert_close(dit(x, sigma, (tokens, mask)),
+                               sigma[:, None, None, None] * x / (1 + sigma[:, None, None, None] ** 2))
+    for p in dit.parameters():                                        # as if trained: nothing at zero
+        p.data.add_(0.05 * torch.randn_like(p))
+    out = dit(x, sigma, (tokens, mask))
+    padded = tokens.clone()
+    padded[~mask] = 100.0                                             # whatever padding holds is not read
+    torch.testing.assert_close(dit(x, sigma, (padded, mask)), out)
+    changed = tokens.clone()
+    changed[0, 1] += 1.0                                              # a real word is
+    assert not torch.allclose(dit(x, sigma, (changed, mask))[0], out[0])
+    torch.testing.assert_close(dit(x, sigma, (changed, mask))[1], out[1])
+    torch.testing.assert_close(dit(x, sigma, context=tokens, context_mask=mask), out)
+    null, null_mask = dit.null_cond((tokens, mask))                   # "no prompt", as the U-Net's
+    assert (null == 0).all() and null_mask.tolist() == [[True, False, False, False]] * 2
+
+
+def test_a_text_dit_learns_to_draw_what_the_prompt_says():
+    """Two prompts, two pictures (ink on the left, ink on the right): after 300 steps the DiT's
+    guess of x0 from pure noise puts the ink where each prompt asks, which it can only learn
+    through cross-attention (nothing else tells the two apart)."""
+    from diffusion_course.unet import v_loss
+    dit = text_dit(dim=32)
+    prompts = torch.randn(2, 3, 6, generator=torch.Generator().manual_seed(1))          # (2 prompts, T, 6)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    left = torch.cat([torch.ones(1, 8, 4), -torch.ones(1, 8, 4)], dim=-1)               # (1, 8, 8)
+    pictures = torch.stack([left, -left])                                                 # (2, 1, 8, 8)
+    opt = torch.optim.Adam(dit.parameters(), lr=2e-3)
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(300):
+        which = torch.randint(0, 2, (32,), generator=gen)
+        sigma = torch.exp(torch.randn(32, generator=gen) * 1.2)
+        eps = torch.randn(32, 1, 8, 8, generator=gen)
+        loss = v_loss(dit(pictures[which] + sigma[:, None, None, None] * eps, sigma,
+                          (prompts[which], mask[which])), eps, sigma)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        x = 5.0 * torch.randn(2, 1, 8, 8, generator=gen)
+        x0 = x - 5.0 * dit(x, 5.0, (prompts, mask))                                      # (2, 1, 8, 8)
+    ink_left = x0[..., :4].mean((1, 2, 3)) - x0[..., 4:].mean((1, 2, 3))
+    assert ink_left[0] > 1.0 and ink_left[1] < -1.0, ink_left
+
+
+def test_a_text_dit_is_a_text_to_image_pipelines_denoiser():
+    from diffusion_course import shapes
+    from diffusion_course.pipeline import TextToImage
+    from diffusion_course.text import TextEncoder
+    from diffusion_course.vae import VAE
+    torch.manual_seed(0)
+    text = TextEncoder(shapes.vocabulary(partial=True), dim=8, depth=1, heads=2).eval()
+    dit = text_dit(in_channels=4, context_dim=8)
+    for p in dit.parameters():
+        p.data.add_(0.02 * torch.randn_like(p))
+    pipe = TextToImage(dit, text, VAE(width=8, enc_blocks=1, dec_blocks=1).eval())
+    prompts = ["a red circle left of a blue square", "a big green shape"]
+    out = pipe(prompts, num_inference_steps=4, guidance_scale=3.0, generator=torch.Generator().manual_seed(0))
+    z = sampling.generate(dit, noise.schedule("loglinear", 4, sigma_min=pipe.sigma_min, sigma_max=pipe.sigma_max),
+                          (2, 4, 8, 8), "ddim", cond=pipe.encode_prompt(prompts), cfg_scale=3.0,
+                          generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, pipe.decode(z))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda d: d(torch.randn(2, 1, 8, 8), 1.0), r"text-conditioned \(context_dim=6\)"),
+    (lambda d: d(torch.randn(2, 1, 8, 8), 1.0, (torch.randn(2, 3, 5), torch.ones(2, 3, dtype=torch.bool))),
+     r"shape \(2, T, 6\)"),
+    (lambda d: d(torch.randn(2, 1, 8, 8), 1.0, (torch.randn(2, 3, 6), torch.ones(2, 4, dtype=torch.bool))),
+     r"mask must have shape \(2, 3\)"),
+    (lambda d: d(torch.randn(2, 1, 8, 8), 1.0, torch.tensor([1, 2])), "pass the prompt as"),
+])
+def test_bad_text_calls_get_clear_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(text_dit())
