@@ -225,7 +225,8 @@ plt.show()
 md(CURVE_FINDINGS := '''
 **The U-Net is ahead at every stop, and the DiT is catching up.** After about ten minutes the
 U-Net's digits are already close to real ones (FD 0.32 ± 0.02) while the DiT's are not (5.2 ±
-0.1: blobs that guidance still makes readable, accuracy 0.98). The DiT then improves much
+0.1): without guidance it draws speckled scribbles, which guidance turns into rough but readable
+digits (accuracy 0.98). The DiT then improves much
 faster: its FD falls twentyfold while the U-Net's falls by half, and the gap shrinks from 16
 times to 2.6 times (at about 35 minutes) to 1.5 times (0.26 ± 0.02 against 0.17 ± 0.01 at the
 end). The DiT needed between 4 and 11 times the U-Net's ten minutes to draw digits as close to
