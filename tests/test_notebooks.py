@@ -54,7 +54,7 @@ def test_code_fits_the_page(path):
     """No shown code line runs past the rendered code box (tools/notebook_code.py measured its width)."""
     too_long = long_lines(path)
     assert not too_long, (f"{len(too_long)} code lines wider than {MAX_LINE} characters, e.g. cell {too_long[0][0]} "
-                          f"line {too_long[0][1]}: list them with `python tools/notebook_code.py {path.name}`")
+                          f"line {too_long[0][1]}: list them with `python tools/notebook_code.py book/{path.name}`")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -208,7 +208,8 @@ for name, label in (("unet", "U-Net"), ("dit", "DiT")):
     ax2.plot(t, [r["guided_accuracy"] for r in stops], marker="o", label=label)
     for r in stops:
         print(f"{label:7}{r['steps']:>8,}{r['minutes']:>9.0f}"
-              f"{r['fd']:>9.3f} +- {r['fd_se']:.3f}{r['guided_accuracy']:>13.3f}")
+              f"{r['fd']:>9.3f} +- {r['fd_se']:.3f}"
+              f"{r['guided_accuracy']:>13.3f}")
 floor = curve["models"]["unet"]["stops"][0]["fd_floor"]
 ax1.axhline(floor, color="gray", ls=":", label="floor (real digits)")
 ax1.set(xscale="log", yscale="log",
@@ -748,10 +749,12 @@ for name, c in (("blur", blur_card), ("mask", mask_card)):
         r = m[kind]
         print(f"{f'{name}, {kind}':24}{r['fd']:>11.3f} +- {r['fd_se']:.3f}"
               f"{r['fd_floor']:>8.3f}{r['accuracy']:>10.3f}"
-              f"{r['within_class_std']:>9.3f} +- {r['within_class_std_se']:.3f}")
+              f"{r['within_class_std']:>9.3f}"
+              f" +- {r['within_class_std_se']:.3f}")
 m = blur_card["metrics"]["samples"]
 print(f"{'real held-out digits':24}{'':>18}{'':>8}{'':>10}"
-      f"{m['real_within_class_std']:>9.3f} +- {m['real_within_class_std_se']:.3f}")
+      f"{m['real_within_class_std']:>9.3f}"
+      f" +- {m['real_within_class_std_se']:.3f}")
 ''')
 
 md(COLD_FINDINGS := '''
